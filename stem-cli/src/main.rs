@@ -1,0 +1,2 @@
+//! The `stem` command.
+fn main() {}

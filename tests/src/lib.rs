@@ -1,0 +1,4 @@
+//! # stem-tests
+//!
+//! Cross-crate scenarios with synthetic ground truth live in `tests/tests/*.rs`; this library
+//! holds the small helpers they share.
