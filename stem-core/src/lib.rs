@@ -13,6 +13,7 @@
 //! * [`fft`]: 2-D FFT plans (forward unnormalised, inverse scaled by 1/N), `fftfreq`, `fftshift`.
 //! * [`noise`]: seeded Poisson and Gaussian noise, the Anscombe transform and its exact unbiased
 //!   inverse.
+//! * [`filters`]: separable Gaussian blur.
 //! * [`metrics`]: RMSE, PSNR and SSIM.
 //! * [`points`]: point sets, one-to-one matching, ID-recall / ID-precision / Δd.
 //! * [`peaks`]: local maxima and sub-pixel refinement with uncertainties.
@@ -39,6 +40,7 @@
 pub mod axis;
 pub mod error;
 pub mod fft;
+pub mod filters;
 pub mod frame_source;
 pub mod hypercube;
 pub mod image;
