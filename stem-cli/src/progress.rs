@@ -1,21 +1,31 @@
 //! A progress bar that implements the stem-core observer.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use stem_core::Progress;
 
-/// Draws an indicatif bar per stage on stderr; hidden when `quiet` or stderr is not a terminal.
+/// Draws an indicatif bar per stage on stderr (hidden when `quiet` or stderr is not a terminal)
+/// and cancels the running operation on Ctrl-C.
 pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
     quiet: bool,
+    interrupted: Arc<AtomicBool>,
 }
 
 impl Bar {
-    /// A new observer.
+    /// A new observer. The first one created installs a Ctrl-C handler that asks the running
+    /// operation to stop (it then returns `Error::Cancelled`).
     pub fn new(quiet: bool) -> Self {
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&interrupted);
+        if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+            log::debug!("no Ctrl-C handler: {e}");
+        }
         Bar {
             bar: Mutex::new(None),
             quiet,
+            interrupted,
         }
     }
 
@@ -54,5 +64,9 @@ impl Progress for Bar {
         {
             b.inc(n);
         }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
     }
 }
