@@ -1,6 +1,6 @@
 //! `stem demo`: the main job on built-in defaults.
 //!
-//! 1. Render a SrTiO3 [001] HAADF-like lattice (Gaussian columns, Z^1.7 contrast) with exactly
+//! 1. Render a SrTiO3 \[001\] HAADF-like lattice (Gaussian columns, Z^1.7 contrast) with exactly
 //!    known column positions, slightly rotated so that columns sit off the pixel grid.
 //! 2. Add Poisson noise at a dose in counts per pixel.
 //! 3. Find the cation columns (local maxima of a lightly smoothed copy) and refine each one with
@@ -19,7 +19,7 @@ use stem_core::io::{npy, png};
 use stem_core::noise::{Dose, add_poisson_noise};
 use stem_core::peaks::{
     GaussianFitConfig, LocalMaximaConfig, NoiseModel, RefinedPeak, find_local_maxima,
-    refine_gaussian,
+    refine_gaussian_with_progress,
 };
 use stem_core::points::{MatchMetrics, evaluate};
 use stem_core::synth::{LatticeImageConfig, UnitCell2D};
@@ -85,7 +85,11 @@ pub fn run(args: &DemoArgs, quiet: bool) -> Result<(), CliError> {
         ..LatticeImageConfig::new(cell)
     };
     let clean = config.render()?;
-    let noisy = add_poisson_noise(clean.image.view(), Dose::CountsPerPixel(args.dose), args.seed)?;
+    let noisy = add_poisson_noise(
+        clean.image.view(),
+        Dose::CountsPerPixel(args.dose),
+        args.seed,
+    )?;
 
     let bar = Bar::new(quiet);
     let outcome = find_and_score(&clean, noisy.data(), args, cation_nn_a, &bar)?;
@@ -117,6 +121,7 @@ fn find_and_score(
         threshold_abs: None,
         threshold_rel: 0.25,
         exclude_border_px: 2,
+        ..LocalMaximaConfig::default()
     };
     let maxima = find_local_maxima(smooth.view().into(), &maxima_cfg)?;
     let coarse: Vec<[f64; 2]> = maxima
@@ -128,7 +133,7 @@ fn find_and_score(
         noise: NoiseModel::Poisson,
         ..GaussianFitConfig::default()
     };
-    let peaks = refine_gaussian(noisy.view().into(), &coarse, &fit_cfg, bar)?;
+    let peaks = refine_gaussian_with_progress(noisy.view().into(), &coarse, &fit_cfg, bar)?;
     let refined: Vec<[f64; 2]> = peaks.iter().map(|p| p.position).collect();
 
     let truth = clean.positions_with_min_amplitude(VISIBLE_AMPLITUDE);
@@ -163,9 +168,9 @@ fn write_outputs(
     png::save_png(out.join("noisy.png"), noisy.view(), &opts)?;
     let gray = png::stretch_to_u8(noisy.view(), &opts)?;
     let mut rgb = png::gray_to_rgb(&gray);
-    png::draw_markers(&mut rgb, &outcome.truth, [0, 200, 0], 3);
+    png::draw_markers(&mut rgb, &outcome.truth, [0, 200, 0], 3)?;
     let found: Vec<[f64; 2]> = outcome.peaks.iter().map(|p| p.position).collect();
-    png::draw_markers(&mut rgb, &found, [230, 30, 30], 2);
+    png::draw_markers(&mut rgb, &found, [230, 30, 30], 2)?;
     png::save_rgb_png(out.join("detected.png"), &rgb)?;
     npy::write_npy(out.join("clean.npy"), clean)?;
     npy::write_npy(out.join("noisy.npy"), noisy)?;
@@ -185,7 +190,8 @@ fn write_outputs(
             p.converged
         ));
     }
-    csv.write_all(text.as_bytes()).map_err(write_err(&csv_path))?;
+    csv.write_all(text.as_bytes())
+        .map_err(write_err(&csv_path))?;
 
     let json_path = out.join("summary.json");
     let summary = serde_json::json!({
@@ -214,7 +220,10 @@ fn metrics_json(m: &MatchMetrics) -> serde_json::Value {
 fn print_report(args: &DemoArgs, o: &Outcome, n_columns: usize, seconds: f64) {
     let s = args.sampling;
     let pm = |px: Option<f64>| px.map_or("n/a".to_string(), |v| format!("{:.1} pm", v * s * 100.0));
-    println!("stem demo: SrTiO3 [001], {0}x{0} px at {1} Å/px, rotated {2}°", args.size, s, args.rotation);
+    println!(
+        "stem demo: SrTiO3 [001], {0}x{0} px at {1} Å/px, rotated {2}°",
+        args.size, s, args.rotation
+    );
     println!(
         "  {} columns rendered, {} visible cation columns (Sr, Ti-O) as truth; Poisson noise at {} counts/px (seed {})",
         n_columns,
@@ -222,8 +231,14 @@ fn print_report(args: &DemoArgs, o: &Outcome, n_columns: usize, seconds: f64) {
         args.dose,
         args.seed
     );
-    println!("  {:<22} {:>7} {:>10} {:>11} {:>10} {:>10}", "positions", "found", "ID-recall", "ID-precis.", "Δd mean", "Δd rms");
-    for (name, m) in [("local maxima (pixel)", &o.coarse), ("2-D Gaussian fit", &o.refined)] {
+    println!(
+        "  {:<22} {:>7} {:>10} {:>11} {:>10} {:>10}",
+        "positions", "found", "ID-recall", "ID-precis.", "Δd mean", "Δd rms"
+    );
+    for (name, m) in [
+        ("local maxima (pixel)", &o.coarse),
+        ("2-D Gaussian fit", &o.refined),
+    ] {
         println!(
             "  {:<22} {:>7} {:>10.4} {:>11.4} {:>10} {:>10}",
             name,
@@ -249,6 +264,9 @@ fn print_report(args: &DemoArgs, o: &Outcome, n_columns: usize, seconds: f64) {
         );
     }
     println!("  thresholds: ID-recall > 0.90, ID-precision > 0.95, Δd < 30 pm (0.3 Å)");
-    println!("  wrote clean.png, noisy.png, detected.png, *.npy, columns.csv, summary.json to {}", args.out.display());
+    println!(
+        "  wrote clean.png, noisy.png, detected.png, *.npy, columns.csv, summary.json to {}",
+        args.out.display()
+    );
     println!("  took {seconds:.2} s");
 }

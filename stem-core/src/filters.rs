@@ -132,14 +132,19 @@ mod tests {
         let a = Array2::from_shape_fn((13, 7), |(i, j)| ((i * 31 + j * 17) % 11) as f64);
         let fast = gaussian_blur(a.view(), 1.7, 4.0).unwrap();
         let slow = direct(&a, 1.7);
-        let err = (&fast - &slow).mapv(f64::abs).fold(0.0f64, |m, &v| m.max(v));
+        let err = (&fast - &slow)
+            .mapv(f64::abs)
+            .fold(0.0f64, |m, &v| m.max(v));
         assert!(err < 1e-12, "max error {err}");
     }
 
     #[test]
     fn reflect_rule_matches_scipy() {
         // scipy 'reflect' on n = 3: index -1 -> 0, -2 -> 1, 3 -> 2, 4 -> 1, 6 -> 0 (period 6).
-        let got: Vec<usize> = [-1, -2, 3, 4, 6, -4].iter().map(|&i| reflect(i, 3)).collect();
+        let got: Vec<usize> = [-1, -2, 3, 4, 6, -4]
+            .iter()
+            .map(|&i| reflect(i, 3))
+            .collect();
         assert_eq!(got, vec![0, 1, 2, 1, 0, 2]);
     }
 

@@ -54,7 +54,7 @@ pub struct UnitCell2D {
 }
 
 impl UnitCell2D {
-    /// SrTiO3 viewed along [001], a = 3.905 Å: Sr columns at the corners, Ti–O columns at the
+    /// SrTiO3 viewed along \[001\], a = 3.905 Å: Sr columns at the corners, Ti–O columns at the
     /// centre, pure O columns on the edges.
     pub fn srtio3_001() -> Self {
         let a = 3.905;
@@ -184,7 +184,10 @@ impl LatticeImageConfig {
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::invalid(name, format!("must be finite and > 0, got {v}")));
+                return Err(Error::invalid(
+                    name,
+                    format!("must be finite and > 0, got {v}"),
+                ));
             }
         }
         let finite = [
@@ -263,7 +266,11 @@ impl LatticeImageConfig {
             .cell
             .motif
             .iter()
-            .map(|m| m.z.iter().map(|&z| f64::from(z).powf(self.z_exponent)).sum())
+            .map(|m| {
+                m.z.iter()
+                    .map(|&z| f64::from(z).powf(self.z_exponent))
+                    .sum()
+            })
             .collect();
         let wmax = weights.iter().cloned().fold(f64::MIN, f64::max);
         let amps: Vec<f64> = weights.iter().map(|w| w / wmax).collect();
@@ -289,10 +296,8 @@ impl LatticeImageConfig {
                     }
                 }
             }
-            let inside = p[0] >= 0.0
-                && p[0] <= ny as f64 - 1.0
-                && p[1] >= 0.0
-                && p[1] <= nx as f64 - 1.0;
+            let inside =
+                p[0] >= 0.0 && p[0] <= ny as f64 - 1.0 && p[1] >= 0.0 && p[1] <= nx as f64 - 1.0;
             if inside {
                 columns.push(ColumnLabel {
                     position_px: p,
@@ -458,8 +463,10 @@ mod tests {
             for j in -100..100 {
                 for site in &cfg.cell.motif {
                     let f = [i as f64 + site.frac[0], j as f64 + site.frac[1]];
-                    let y = (cfg.origin_a[0] + f[0] * cfg.cell.a1_a[0] + f[1] * cfg.cell.a2_a[0]) / s;
-                    let x = (cfg.origin_a[1] + f[0] * cfg.cell.a1_a[1] + f[1] * cfg.cell.a2_a[1]) / s;
+                    let y =
+                        (cfg.origin_a[0] + f[0] * cfg.cell.a1_a[0] + f[1] * cfg.cell.a2_a[0]) / s;
+                    let x =
+                        (cfg.origin_a[1] + f[0] * cfg.cell.a1_a[1] + f[1] * cfg.cell.a2_a[1]) / s;
                     if (0.0..=99.0).contains(&y) && (0.0..=59.0).contains(&x) {
                         n += 1;
                     }

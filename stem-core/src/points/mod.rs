@@ -168,12 +168,20 @@ pub fn exclude_border(
         .collect())
 }
 
-/// The benchmark evaluation: drops true AND predicted positions closer than
-/// `border_margin_px` to the edge of an image of `shape` `[ny, nx]` (see [`exclude_border`];
-/// AtomAI likewise drops edge predictions), then matches the rest with [`match_points`] and
-/// returns the metrics. Counts in the result refer to the points that were kept.
+/// The benchmark evaluation with a border margin: columns closer than `border_margin_px` to
+/// the edge of an image of `shape` `[ny, nx]` (see [`exclude_border`]) are left out, because
+/// their neighbourhood is cut (AtomAI likewise drops edge predictions).
 ///
-/// Errors: as [`match_points`] and [`exclude_border`].
+/// To avoid counting a column that straddles the margin as both missed and spurious, the
+/// full sets are matched first (with [`match_points`]), and then:
+/// * a true position counts if it is inside the margin-free region;
+/// * a matched pair counts if its true position counts;
+/// * a predicted position counts if it is matched to a counted true position, or if it is
+///   unmatched and itself inside the region (a prediction matched to an excluded edge column
+///   is a correct detection and is dropped with that column).
+///
+/// Counts in the result refer to what counts. Errors: as [`match_points`] and
+/// [`exclude_border`].
 pub fn evaluate(
     predicted: &[[f64; 2]],
     truth: &[[f64; 2]],
@@ -181,16 +189,32 @@ pub fn evaluate(
     shape: [usize; 2],
     border_margin_px: f64,
 ) -> Result<MatchMetrics> {
-    let keep = |name: &'static str, pts: &[[f64; 2]]| -> Result<Vec<[f64; 2]>> {
-        check_points(name, pts)?;
-        Ok(exclude_border(pts, shape, border_margin_px)?
-            .into_iter()
-            .map(|i| pts[i])
-            .collect())
+    let full = match_points(predicted, truth, radius_px)?;
+    let mut truth_in = vec![false; truth.len()];
+    for i in exclude_border(truth, shape, border_margin_px)? {
+        truth_in[i] = true;
+    }
+    let mut pred_in = vec![false; predicted.len()];
+    for i in exclude_border(predicted, shape, border_margin_px)? {
+        pred_in[i] = true;
+    }
+    let mut matched = vec![false; predicted.len()];
+    let mut pairs = Vec::new();
+    for pair in &full.pairs {
+        matched[pair.predicted] = true;
+        if truth_in[pair.truth] {
+            pairs.push(*pair);
+        }
+    }
+    let n_unmatched_pred_in = (0..predicted.len())
+        .filter(|&i| !matched[i] && pred_in[i])
+        .count();
+    let counted = Matching {
+        n_predicted: pairs.len() + n_unmatched_pred_in,
+        n_truth: truth_in.iter().filter(|&&k| k).count(),
+        pairs,
     };
-    let p = keep("predicted", predicted)?;
-    let t = keep("truth", truth)?;
-    Ok(match_points(&p, &t, radius_px)?.metrics())
+    Ok(counted.metrics())
 }
 
 /// Converts pixel positions `[y, x]` to Å: `[y·dy, x·dx]` with `pixel_size_a = [dy, dx]`

@@ -377,6 +377,25 @@ fn border_exclusion_follows_atomai_rule() {
 }
 
 #[test]
+fn evaluate_does_not_penalise_columns_straddling_the_margin() {
+    // Truth just inside the margin, its (correct) prediction just outside: a hit, not a miss.
+    // Truth just outside, its prediction just inside: dropped together, not a false positive.
+    // An unmatched prediction inside still counts as spurious; one outside does not.
+    let truth = [[5.1, 50.0], [4.9, 30.0], [50.0, 50.0]];
+    let pred = [
+        [4.95, 50.0],
+        [5.05, 30.0],
+        [50.2, 50.0],
+        [70.0, 70.0],
+        [1.0, 80.0],
+    ];
+    let e = evaluate(&pred, &truth, 1.0, [100, 100], 5.0).unwrap();
+    assert_eq!((e.n_truth, e.n_predicted, e.n_matched), (2, 3, 2));
+    assert_eq!(e.recall, 1.0);
+    assert!((e.precision - 2.0 / 3.0).abs() < 1e-15);
+}
+
+#[test]
 fn angstrom_round_trip() {
     let pts = [[1.0, 2.0], [3.5, -4.0]];
     let a = to_angstrom(&pts, [0.5, 0.25]).unwrap();
