@@ -1,6 +1,6 @@
 //! Chunk loops over a [`FrameSource`]: sequential and parallel map-reduce.
 
-use super::FrameSource;
+use super::{FrameSource, nonzero_frame_len};
 use crate::error::{Error, Result};
 use crate::parallel::Parallelism;
 use crate::progress::{Progress, check_cancel};
@@ -33,16 +33,7 @@ fn plan(source: &dyn FrameSource, frames_per_chunk: usize) -> Result<(usize, usi
         ));
     }
     let n_frames = source.n_frames();
-    let frame_len = source.frame_len();
-    if frame_len == 0 {
-        return Err(Error::invalid(
-            "sig_shape",
-            format!(
-                "frame length is zero (signal shape {:?})",
-                source.sig_shape()
-            ),
-        ));
-    }
+    let frame_len = nonzero_frame_len(source)?;
     let per_chunk = frames_per_chunk.min(n_frames.max(1));
     let buffer_len = per_chunk.checked_mul(frame_len).ok_or_else(|| {
         Error::invalid(

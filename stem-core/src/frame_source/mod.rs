@@ -108,6 +108,22 @@ pub trait FrameSource: Send + Sync {
     }
 }
 
+/// The frame length of `source`, or [`Error::InvalidParameter`] when it is zero (an empty
+/// signal shape dimension), which no chunk loop or read can handle.
+pub(crate) fn nonzero_frame_len(source: &(impl FrameSource + ?Sized)) -> Result<usize> {
+    let frame_len = source.frame_len();
+    if frame_len == 0 {
+        return Err(Error::invalid(
+            "sig_shape",
+            format!(
+                "frame length is zero (signal shape {:?})",
+                source.sig_shape()
+            ),
+        ));
+    }
+    Ok(frame_len)
+}
+
 /// Validates a [`FrameSource::read_frames`] request and returns the number of frames it asks
 /// for.
 ///
@@ -119,16 +135,7 @@ pub fn check_read(
     start: usize,
     out_len: usize,
 ) -> Result<usize> {
-    let frame_len = source.frame_len();
-    if frame_len == 0 {
-        return Err(Error::invalid(
-            "sig_shape",
-            format!(
-                "frame length is zero (signal shape {:?})",
-                source.sig_shape()
-            ),
-        ));
-    }
+    let frame_len = nonzero_frame_len(source)?;
     if out_len == 0 || out_len % frame_len != 0 {
         return Err(Error::invalid(
             "out",
