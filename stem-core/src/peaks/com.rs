@@ -2,13 +2,12 @@
 
 use super::noise_model::{NoiseModel, estimate_noise_sigma};
 use super::window::{Pixel, gather};
-use super::{RefineMethod, RefinedPeak, check_image, check_positions, check_radius};
+use super::{RefineMethod, RefinedPeak, check_image, check_positions, check_radius, for_each_peak};
 use crate::error::{Error, Result};
 use crate::image::ImageView;
 use crate::parallel::Parallelism;
 use crate::progress::{NoProgress, Progress};
 use ndarray::ArrayView2;
-use rayon::prelude::*;
 
 /// Settings of [`refine_centre_of_mass`].
 #[derive(Clone, Debug, PartialEq)]
@@ -138,20 +137,13 @@ pub fn refine_centre_of_mass_with_progress(
     check_positions(initial)?;
     config.noise.validate(data)?;
     let var = PixelVariance::resolve(config.noise, data)?;
-    progress.start("centre-of-mass refinement", initial.len() as u64);
-    config.parallelism.install(|| {
-        initial
-            .par_iter()
-            .map_init(Vec::new, |buf, &p| {
-                if progress.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let r = com_one(data, p, config, var, buf);
-                progress.advance(1);
-                Ok(r)
-            })
-            .collect()
-    })?
+    for_each_peak(
+        initial,
+        config.parallelism,
+        progress,
+        "centre-of-mass refinement",
+        |p, buf| com_one(data, p, config, var, buf),
+    )
 }
 
 /// One peak; never fails (a hopeless window gives a non-converged result).

@@ -6,13 +6,12 @@ use super::linalg::inverse_spd;
 use super::lm::{Elliptical, LmSettings, PeakModel, Round, levenberg_marquardt};
 use super::noise_model::NoiseModel;
 use super::window::{Pixel, gather};
-use super::{RefineMethod, RefinedPeak, check_image, check_positions, check_radius};
+use super::{RefineMethod, RefinedPeak, check_image, check_positions, check_radius, for_each_peak};
 use crate::error::{Error, Result};
 use crate::image::ImageView;
 use crate::parallel::Parallelism;
 use crate::progress::{NoProgress, Progress};
 use ndarray::ArrayView2;
-use rayon::prelude::*;
 use std::f64::consts::{FRAC_PI_2, PI};
 use std::sync::OnceLock;
 
@@ -164,20 +163,13 @@ pub fn refine_gaussian_with_progress(
         com: config.fallback(),
         variance: OnceLock::new(),
     };
-    progress.start("Gaussian refinement", initial.len() as u64);
-    config.parallelism.install(|| {
-        initial
-            .par_iter()
-            .map_init(Vec::new, |buf, &p| {
-                if progress.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let r = ctx.fit(p, buf);
-                progress.advance(1);
-                Ok(r)
-            })
-            .collect()
-    })?
+    for_each_peak(
+        initial,
+        config.parallelism,
+        progress,
+        "Gaussian refinement",
+        |p, buf| ctx.fit(p, buf),
+    )
 }
 
 /// Shared state of one call.

@@ -214,3 +214,30 @@ pub(crate) fn check_radius(radius_px: f64) -> Result<()> {
         ))
     }
 }
+
+/// Runs `refine` on every initial position in parallel under `parallelism`, with one scratch
+/// pixel buffer per rayon task, reporting one progress unit per peak and stopping with
+/// [`Error::Cancelled`] when `progress` asks to. Results are in input order.
+pub(crate) fn for_each_peak(
+    initial: &[[f64; 2]],
+    parallelism: crate::parallel::Parallelism,
+    progress: &dyn Progress,
+    stage: &str,
+    refine: impl Fn([f64; 2], &mut Vec<window::Pixel>) -> RefinedPeak + Sync,
+) -> Result<Vec<RefinedPeak>> {
+    use rayon::prelude::*;
+    progress.start(stage, initial.len() as u64);
+    parallelism.install(|| {
+        initial
+            .par_iter()
+            .map_init(Vec::new, |buf, &p| {
+                if progress.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let r = refine(p, buf);
+                progress.advance(1);
+                Ok(r)
+            })
+            .collect()
+    })?
+}
