@@ -21,6 +21,10 @@ use crate::real::Real;
 use ndarray::{Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
+/// Largest kernel radius [`gaussian_kernel`] builds (px); larger requests are an error rather
+/// than a multi-gigabyte allocation.
+pub const MAX_KERNEL_RADIUS: usize = 1 << 20;
+
 /// Normalised 1-D Gaussian kernel of standard deviation `sigma` (samples), radius
 /// `round(truncate·σ)` (at least 0), as scipy.ndimage builds it.
 pub fn gaussian_kernel(sigma: f64, truncate: f64) -> Result<Vec<f64>> {
@@ -39,7 +43,17 @@ pub fn gaussian_kernel(sigma: f64, truncate: f64) -> Result<Vec<f64>> {
     if sigma == 0.0 {
         return Ok(vec![1.0]);
     }
-    let radius = (truncate * sigma + 0.5).floor() as i64;
+    let radius = (truncate * sigma + 0.5).floor();
+    if radius > MAX_KERNEL_RADIUS as f64 {
+        return Err(Error::invalid(
+            "sigma",
+            format!(
+                "kernel radius truncate·sigma = {} px exceeds {MAX_KERNEL_RADIUS} px",
+                truncate * sigma
+            ),
+        ));
+    }
+    let radius = radius as i64;
     let k: Vec<f64> = (-radius..=radius)
         .map(|i| (-0.5 * (i as f64 / sigma).powi(2)).exp())
         .collect();
@@ -47,23 +61,18 @@ pub fn gaussian_kernel(sigma: f64, truncate: f64) -> Result<Vec<f64>> {
     Ok(k.into_iter().map(|v| v / s).collect())
 }
 
-/// Mirror index with scipy's `reflect` rule (edge sample repeated), valid for any offset.
+/// Mirror index with scipy.ndimage's `reflect` rule (`d c b a | a b c d | d c b a`, edge
+/// sample repeated, period `2n`), valid for any offset; `n` must be at least 1.
 #[inline]
-fn reflect(i: i64, n: i64) -> usize {
-    if n == 1 {
-        return 0;
-    }
-    let period = 2 * n;
-    let mut m = i.rem_euclid(period);
-    if m >= n {
-        m = period - 1 - m;
-    }
-    m as usize
+pub(crate) fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    let m = i.rem_euclid(2 * n);
+    (if m < n { m } else { 2 * n - 1 - m }) as usize
 }
 
 fn convolve_rows(src: ArrayView2<'_, f64>, kernel: &[f64], out: &mut Array2<f64>) {
-    let r = (kernel.len() / 2) as i64;
-    let nx = src.ncols() as i64;
+    let r = (kernel.len() / 2) as isize;
+    let nx = src.ncols();
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .zip(src.axis_iter(Axis(0)).into_par_iter())
@@ -71,9 +80,9 @@ fn convolve_rows(src: ArrayView2<'_, f64>, kernel: &[f64], out: &mut Array2<f64>
             for j in 0..nx {
                 let mut acc = 0.0;
                 for (t, &w) in kernel.iter().enumerate() {
-                    acc += w * s[reflect(j + t as i64 - r, nx)];
+                    acc += w * s[reflect(j as isize + t as isize - r, nx)];
                 }
-                o[j as usize] = acc;
+                o[j] = acc;
             }
         });
 }
@@ -112,14 +121,14 @@ mod tests {
     /// Direct 2-D convolution with the outer-product kernel, as the oracle.
     fn direct(a: &Array2<f64>, sigma: f64) -> Array2<f64> {
         let k = gaussian_kernel(sigma, 4.0).unwrap();
-        let r = (k.len() / 2) as i64;
+        let r = (k.len() / 2) as isize;
         let (ny, nx) = a.dim();
         Array2::from_shape_fn((ny, nx), |(i, j)| {
             let mut acc = 0.0;
             for (u, wu) in k.iter().enumerate() {
                 for (v, wv) in k.iter().enumerate() {
-                    let y = reflect(i as i64 + u as i64 - r, ny as i64);
-                    let x = reflect(j as i64 + v as i64 - r, nx as i64);
+                    let y = reflect(i as isize + u as isize - r, ny);
+                    let x = reflect(j as isize + v as isize - r, nx);
                     acc += wu * wv * a[[y, x]];
                 }
             }
@@ -173,5 +182,9 @@ mod tests {
         let c = Array2::<f32>::zeros((3, 3));
         assert!(gaussian_blur(c.view(), -1.0, 4.0).is_err());
         assert!(gaussian_blur(c.view(), 1.0, 0.0).is_err());
+        assert!(matches!(
+            gaussian_blur(c.view(), 1e12, 4.0),
+            Err(Error::InvalidParameter { name: "sigma", .. })
+        ));
     }
 }

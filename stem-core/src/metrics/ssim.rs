@@ -2,6 +2,7 @@
 
 use super::{check_data_range, check_pair};
 use crate::error::{Error, Result};
+use crate::filters::{gaussian_kernel, reflect};
 use crate::parallel::Parallelism;
 use crate::real::Real;
 use ndarray::{Array2, ArrayView2};
@@ -159,14 +160,6 @@ pub fn ssim_map<T: Real>(
         .map_err(|e| Error::invalid("ssim_map", format!("internal shape error: {e}")))
 }
 
-/// scipy.ndimage `'reflect'` index: `d c b a | a b c d | d c b a`, period `2n`.
-#[inline]
-fn reflect(i: isize, n: usize) -> usize {
-    let n = n as isize;
-    let m = i.rem_euclid(2 * n);
-    (if m < n { m } else { 2 * n - 1 - m }) as usize
-}
-
 /// Validated inputs, Gaussian weights and constants.
 struct Plan<'a, T> {
     a: ArrayView2<'a, T>,
@@ -214,16 +207,9 @@ impl<'a, T: Real> Plan<'a, T> {
                 ),
             ));
         }
-        let r = (win - 1) / 2;
-        let sigma2 = config.sigma * config.sigma;
-        let mut w: Vec<f64> = (0..win)
-            .map(|k| {
-                let x = k as f64 - r as f64;
-                (-0.5 / sigma2 * (x * x)).exp()
-            })
-            .collect();
-        let total: f64 = w.iter().sum();
-        w.iter_mut().for_each(|v| *v /= total);
+        // Same radius rule as `win_size`: floor(truncate·sigma + 0.5).
+        let w = gaussian_kernel(config.sigma, config.truncate)?;
+        let r = (w.len() - 1) / 2;
         let c1 = (config.k1 * config.data_range).powi(2);
         let c2 = (config.k2 * config.data_range).powi(2);
         Ok(Plan { a, b, w, r, c1, c2 })
