@@ -17,6 +17,7 @@
 //! * [`metrics`]: RMSE, PSNR and SSIM.
 //! * [`points`]: point sets, one-to-one matching, ID-recall / ID-precision / Δd.
 //! * [`peaks`]: local maxima and sub-pixel refinement with uncertainties.
+//! * [`lattice`]: lattice vectors of crystal images.
 //! * [`synth`]: synthetic lattice images with known column positions (ground truth for tests).
 //! * [`io`]: NPY read/write and PNG export.
 //! * [`Progress`] observers that report and cancel, and the [`Parallelism`] setting.
@@ -45,6 +46,7 @@ pub mod frame_source;
 pub mod hypercube;
 pub mod image;
 pub mod io;
+pub mod lattice;
 pub mod metrics;
 pub mod noise;
 pub mod parallel;

@@ -1,11 +1,23 @@
-//! # stem-sim (planned)
+//! # stem-sim
 //!
-//! Will hold the multislice simulator of the `stem` family: crystal structures (atoms with Z,
-//! position in Å and rms displacement; SrTiO3, Si, GaAs, graphene, MoS2, ... builders),
-//! Lobato–Van Dyck and Kirkland projected potentials, aberrated probes, the band-limited
-//! multislice with exit planes for thickness series, annular / pixelated / PACBED / centre-of-mass
-//! detectors, frozen phonons, and reproducible labeled-dataset recipes with degradations.
-//! It agrees with abTEM on the reference arrays in `shared/reference/abtem/`.
+//! The multislice simulator of the `stem` family: crystal structures (atoms with Z, position in Å
+//! and rms displacement; SrTiO3, Si, GaAs, graphene, MoS2, ... builders), Lobato–Van Dyck and
+//! Kirkland projected potentials, aberrated probes, the band-limited multislice with exit planes
+//! for thickness series, annular / pixelated / PACBED / centre-of-mass detectors and frozen
+//! phonons. It agrees with abTEM 1.0.11 on the reference arrays in `shared/reference/abtem/`.
 //!
-//! Nothing is implemented yet; see the project issues. Until then,
-//! `stem_core::synth` renders simple Gaussian-column lattices with known positions.
+//! Conventions: positions are `[x, y, z]` in Å (physical order), while every 2-D array is `[y, x]`
+//! (numpy order, as in stem-core); angles in mrad, energies in eV, potentials in V·Å (projected).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
+
+pub mod error;
+
+// Structures, parametrisations and potentials.
+pub mod elements;
+pub mod phonons;
+pub mod potential;
+pub mod structure;
+
+// Waves: probe, multislice, detectors, scanning.
+
+pub use error::{Error, Result};
