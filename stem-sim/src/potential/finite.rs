@@ -1,0 +1,220 @@
+//! The finite projection: real-space integration of each atom's potential over each slice's
+//! z-range (see the parent module's docs).
+
+use ndarray::{Array3, ArrayViewMut2, Axis};
+use rayon::prelude::*;
+use stem_core::Progress;
+
+use super::Plan;
+use crate::elements::ElementPotential;
+use crate::error::Result;
+
+/// |V| (V) at which the potential is cut off.
+const CUTOFF_V: f64 = 1e-4;
+/// Step of the cumulative z-integral table in Å.
+const Z_STEP_A: f64 = 0.02;
+/// Points of the geometric radial grid.
+const N_RADII: usize = 200;
+/// The cosine taper starts at this fraction of the cutoff radius.
+const TAPER_START: f64 = 0.85;
+
+/// 8-point Gauss–Legendre nodes and weights on [−1, 1] (Abramowitz & Stegun Table 25.4).
+const GL_NODES: [f64; 4] = [
+    0.183_434_642_495_649_8,
+    0.525_532_409_916_329,
+    0.796_666_477_413_626_7,
+    0.960_289_856_497_536_3,
+];
+const GL_WEIGHTS: [f64; 4] = [
+    0.362_683_783_378_362,
+    0.313_706_645_877_887_3,
+    0.222_381_034_453_374_5,
+    0.101_228_536_290_376_3,
+];
+
+/// The radius (Å) beyond which |V(r)| < 1e-4 V, searched outward-in from 100 Å.
+pub(crate) fn cutoff_radius_a(element: &ElementPotential) -> f64 {
+    let mut r = 100.0;
+    while r > 1e-3 && element.potential_v(r).abs() < CUTOFF_V {
+        r *= 0.99;
+    }
+    // Bisection between r (|V| >= cutoff) and r / 0.99 (below it).
+    let (mut lo, mut hi) = (r, (r / 0.99).min(100.0));
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if element.potential_v(mid).abs() >= CUTOFF_V {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// Cumulative z-integrals T(r_j, z_m) = ∫₀^{z_m} V(√(r_j² + z²)) dz of one element.
+struct Table {
+    r_min: f64,
+    /// ln of the ratio between neighbouring radii.
+    log_step: f64,
+    r_cut: f64,
+    /// Number of z samples (z_m = m·Z_STEP_A, m < n_z).
+    n_z: usize,
+    /// `[radius][z]`, row-major.
+    values: Vec<f64>,
+}
+
+impl Table {
+    fn new(element: &ElementPotential, r_min: f64) -> Self {
+        let r_cut = cutoff_radius_a(element).max(2.0 * r_min);
+        let log_step = (r_cut / r_min).ln() / (N_RADII - 1) as f64;
+        let n_z = (r_cut / Z_STEP_A).ceil() as usize + 2;
+        let mut values = vec![0.0; N_RADII * n_z];
+        values.par_chunks_mut(n_z).enumerate().for_each(|(j, row)| {
+            let r = r_min * (log_step * j as f64).exp();
+            let mut acc = 0.0;
+            for (m, out) in row.iter_mut().enumerate().skip(1) {
+                let (z0, z1) = (Z_STEP_A * (m - 1) as f64, Z_STEP_A * m as f64);
+                let (c, h) = (0.5 * (z0 + z1), 0.5 * (z1 - z0));
+                let mut s = 0.0;
+                for (x, w) in GL_NODES.iter().zip(GL_WEIGHTS) {
+                    for z in [c - h * x, c + h * x] {
+                        s += w * element.potential_v((r * r + z * z).sqrt());
+                    }
+                }
+                acc += s * h;
+                *out = acc;
+            }
+        });
+        Self {
+            r_min,
+            log_step,
+            r_cut,
+            n_z,
+            values,
+        }
+    }
+
+    /// T(r_j, z) for any z (odd in z, constant beyond the table), linear in z.
+    fn cumulative(&self, j: usize, z: f64) -> f64 {
+        let a = z.abs() / Z_STEP_A;
+        let m = a.floor() as usize;
+        let row = &self.values[j * self.n_z..(j + 1) * self.n_z];
+        let v = if m + 1 >= self.n_z {
+            row[self.n_z - 1]
+        } else {
+            let f = a - m as f64;
+            row[m] * (1.0 - f) + row[m + 1] * f
+        };
+        v.copysign(z)
+    }
+
+    /// The tapered profile ∫_{z0}^{z1} V dz on the radial grid.
+    fn profile(&self, z0: f64, z1: f64, out: &mut [f64]) {
+        for (j, o) in out.iter_mut().enumerate() {
+            let r = self.r_min * (self.log_step * j as f64).exp();
+            *o = (self.cumulative(j, z1) - self.cumulative(j, z0)) * taper(r, self.r_cut);
+        }
+    }
+
+    /// Linear interpolation of a profile at radius r (< r_cut).
+    fn interpolate(&self, profile: &[f64], r: f64) -> f64 {
+        if r <= self.r_min {
+            return profile[0];
+        }
+        let a = (r / self.r_min).ln() / self.log_step;
+        let j = a.floor() as usize;
+        if j + 1 >= N_RADII {
+            return profile[N_RADII - 1];
+        }
+        let f = a - j as f64;
+        profile[j] * (1.0 - f) + profile[j + 1] * f
+    }
+}
+
+fn taper(r: f64, r_cut: f64) -> f64 {
+    let start = TAPER_START * r_cut;
+    if r <= start {
+        1.0
+    } else if r >= r_cut {
+        0.0
+    } else {
+        0.5 * (1.0 + (std::f64::consts::PI * (r - start) / (r_cut - start)).cos())
+    }
+}
+
+/// Adds one atom's profile to the slice on every pixel within r_cut (periodic laterally).
+fn add_atom(
+    slice: &mut ArrayViewMut2<'_, f64>,
+    plan: &Plan,
+    table: &Table,
+    profile: &[f64],
+    x: f64,
+    y: f64,
+) {
+    let [ny, nx] = plan.gpts;
+    let [dy, dx] = plan.sampling;
+    let rc = table.r_cut;
+    let (iy0, iy1) = (
+        ((y - rc) / dy).floor() as i64,
+        ((y + rc) / dy).ceil() as i64,
+    );
+    let (ix0, ix1) = (
+        ((x - rc) / dx).floor() as i64,
+        ((x + rc) / dx).ceil() as i64,
+    );
+    let rc2 = rc * rc;
+    for iy in iy0..=iy1 {
+        let ddy = iy as f64 * dy - y;
+        let row = iy.rem_euclid(ny as i64) as usize;
+        for ix in ix0..=ix1 {
+            let ddx = ix as f64 * dx - x;
+            let r2 = ddx * ddx + ddy * ddy;
+            if r2 >= rc2 {
+                continue;
+            }
+            let col = ix.rem_euclid(nx as i64) as usize;
+            slice[[row, col]] += table.interpolate(profile, r2.sqrt());
+        }
+    }
+}
+
+pub(super) fn build(plan: &Plan, progress: &dyn Progress) -> Result<Array3<f64>> {
+    let [ny, nx] = plan.gpts;
+    let r_min = 0.5 * plan.sampling[0].min(plan.sampling[1]);
+    let tables: Vec<Table> = plan
+        .species
+        .iter()
+        .map(|s| Table::new(&s.element, r_min))
+        .collect();
+    let mut out = Array3::<f64>::zeros((plan.n_slices, ny, nx));
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .try_for_each_init(
+            || vec![0.0; N_RADII],
+            |profile, (k, mut slice)| -> Result<()> {
+                stem_core::progress::check_cancel(progress)?;
+                let (zk0, zk1) = (plan.edges[k], plan.edges[k + 1]);
+                let lz = plan.extent[2];
+                for (s, table) in plan.species.iter().zip(&tables) {
+                    // Periodic images along z within reach of the cutoff radius.
+                    let images = (table.r_cut / lz).ceil() as i64 + 1;
+                    for p in &s.positions {
+                        for m in -images..=images {
+                            let za = p[2] + m as f64 * lz;
+                            let (z0, z1) = (zk0 - za, zk1 - za);
+                            // Skip slices the potential does not reach.
+                            if z0 >= table.r_cut || z1 <= -table.r_cut {
+                                continue;
+                            }
+                            table.profile(z0, z1, profile);
+                            add_atom(&mut slice, plan, table, profile, p[0], p[1]);
+                        }
+                    }
+                }
+                progress.advance(1);
+                Ok(())
+            },
+        )?;
+    Ok(out)
+}
