@@ -340,7 +340,8 @@ fn xyz_reads_ase_style_files_and_reports_errors() {
     let p = write("plain.xyz", "1\nLattice=\"3 0 0 0 3 0 0 0 3\"\nO 1 1 1\n");
     assert_eq!(Structure::read_xyz(&p).unwrap().atoms().len(), 1);
 
-    let cases: [(&str, &str, fn(&Error) -> bool); 9] = [
+    type Case = (&'static str, &'static str, fn(&Error) -> bool);
+    let cases: [Case; 9] = [
         (
             "nonortho.xyz",
             "1\nLattice=\"3 0.5 0 0 3 0 0 0 3\"\nO 0 0 0\n",
