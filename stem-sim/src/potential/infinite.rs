@@ -30,10 +30,15 @@ fn weights(plan: &Plan) -> Vec<Array2<f64>> {
 }
 
 /// Adds unit deltas at the positions `[x, y]` (Å, inside the cell) with bilinear weights,
-/// periodic.
-fn deposit(buf: &mut Array2<Complex<f64>>, plan: &Plan, positions: &[[f64; 2]]) {
+/// periodic, to the real part (`imag == false`) or the imaginary part of `buf`.
+fn deposit(buf: &mut Array2<Complex<f64>>, plan: &Plan, positions: &[[f64; 2]], imag: bool) {
     let [ny, nx] = plan.gpts;
     let [dy, dx] = plan.sampling;
+    let unit = if imag {
+        Complex::new(0.0, 1.0)
+    } else {
+        Complex::new(1.0, 0.0)
+    };
     for p in positions {
         let (px, py) = (p[0] / dx, p[1] / dy);
         let (fx0, fy0) = (px.floor(), py.floor());
@@ -43,13 +48,17 @@ fn deposit(buf: &mut Array2<Complex<f64>>, plan: &Plan, positions: &[[f64; 2]]) 
         let j0 = (fy0 as usize) % ny;
         let i1 = (i0 + 1) % nx;
         let j1 = (j0 + 1) % ny;
-        buf[[j0, i0]].re += (1.0 - fx) * (1.0 - fy);
-        buf[[j0, i1]].re += fx * (1.0 - fy);
-        buf[[j1, i0]].re += (1.0 - fx) * fy;
-        buf[[j1, i1]].re += fx * fy;
+        buf[[j0, i0]] += unit * ((1.0 - fx) * (1.0 - fy));
+        buf[[j0, i1]] += unit * (fx * (1.0 - fy));
+        buf[[j1, i0]] += unit * ((1.0 - fx) * fy);
+        buf[[j1, i1]] += unit * (fx * fy);
     }
 }
 
+/// Builds the slices two at a time: the deposits of slice 2p go into the real part and those of
+/// slice 2p+1 into the imaginary part of one complex array. Because the weights W_s(k) are real
+/// and even, Σ_s W_s·FFT(D_{2p,s} + i·D_{2p+1,s}) transforms back to V_{2p} + i·V_{2p+1}: one
+/// forward FFT per element and one inverse FFT serve two slices.
 pub(super) fn build(plan: &Plan, progress: &dyn Progress) -> Result<Array3<f64>> {
     let [ny, nx] = plan.gpts;
     let fft = Fft2::<f64>::new([ny, nx])?;
@@ -62,7 +71,7 @@ pub(super) fn build(plan: &Plan, progress: &dyn Progress) -> Result<Array3<f64>>
         }
     }
     let mut out = Array3::<f64>::zeros((plan.n_slices, ny, nx));
-    out.axis_iter_mut(Axis(0))
+    out.axis_chunks_iter_mut(Axis(0), 2)
         .into_par_iter()
         .enumerate()
         .try_for_each_init(
@@ -72,15 +81,18 @@ pub(super) fn build(plan: &Plan, progress: &dyn Progress) -> Result<Array3<f64>>
                     Array2::<Complex<f64>>::zeros((ny, nx)),
                 )
             },
-            |(acc, buf), (k, mut slice)| -> Result<()> {
+            |(acc, buf), (pair, mut slices)| -> Result<()> {
                 stem_core::progress::check_cancel(progress)?;
+                let ks: Vec<usize> = (2 * pair..(2 * pair + 2).min(plan.n_slices)).collect();
                 acc.fill(Complex::new(0.0, 0.0));
-                for (positions, w) in bins[k].iter().zip(&weights) {
-                    if positions.is_empty() {
+                for (si, w) in weights.iter().enumerate() {
+                    if ks.iter().all(|&k| bins[k][si].is_empty()) {
                         continue;
                     }
                     buf.fill(Complex::new(0.0, 0.0));
-                    deposit(buf, plan, positions);
+                    for (part, &k) in ks.iter().enumerate() {
+                        deposit(buf, plan, &bins[k][si], part == 1);
+                    }
                     fft.forward(buf)?;
                     ndarray::Zip::from(&mut *acc)
                         .and(&*buf)
@@ -88,10 +100,12 @@ pub(super) fn build(plan: &Plan, progress: &dyn Progress) -> Result<Array3<f64>>
                         .for_each(|a, &b, &w| *a += b * w);
                 }
                 fft.inverse(acc)?;
-                ndarray::Zip::from(&mut slice)
-                    .and(&*acc)
-                    .for_each(|o, a| *o = a.re);
-                progress.advance(1);
+                for (part, mut slice) in slices.axis_iter_mut(Axis(0)).enumerate() {
+                    ndarray::Zip::from(&mut slice)
+                        .and(&*acc)
+                        .for_each(|o, a| *o = if part == 0 { a.re } else { a.im });
+                }
+                progress.advance(ks.len() as u64);
                 Ok(())
             },
         )?;

@@ -370,3 +370,43 @@ fn kirkland_and_lobato_agree_to_the_reference_difference() {
     let d = rel_l2(k.data(), l.data());
     assert!((d - 0.00708).abs() < 5e-5, "{d}");
 }
+
+#[test]
+#[ignore = "timing: run by hand with --release --ignored --nocapture"]
+fn timing_case_a_potential() {
+    // Case a of the reference: 4×4×102 SrTiO3 (8160 atoms), 204 slices of 256². abTEM 1.0.11
+    // (float32, after JIT warm-up): 0.87 s wall, 0.43 s CPU on the reference machine.
+    let s = builders::srtio3(ZoneAxis::Z001)
+        .unwrap()
+        .translate([0.0, 0.0, A / 4.0])
+        .unwrap()
+        .repeat([4, 4, 102])
+        .unwrap();
+    // Process CPU time (user + system) in seconds, from /proc (Linux).
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    };
+    let only = std::env::var("STEM_TIMING_PROJECTION").unwrap_or_default();
+    for proj in [Projection::Infinite, Projection::Finite] {
+        if !only.is_empty() && !format!("{proj:?}").eq_ignore_ascii_case(&only) {
+            continue;
+        }
+        let c = reference_config(Parametrization::Lobato, proj);
+        let (t, c0) = (std::time::Instant::now(), cpu());
+        let p = build_potential(&s, &c).unwrap();
+        eprintln!(
+            "{proj:?}: {} slices of 256² in {:.3} s wall, {:.2} s CPU",
+            p.n_slices(),
+            t.elapsed().as_secs_f64(),
+            cpu() - c0
+        );
+    }
+}
