@@ -117,17 +117,20 @@ impl Table {
     }
 
     /// Linear interpolation of a profile at radius r (< r_cut).
-    fn interpolate(&self, profile: &[f64], r: f64) -> f64 {
-        if r <= self.r_min {
+    /// Linear interpolation of a profile at squared radius r2 (< r_cut²), on the geometric
+    /// grid: index ln(r/r_min)/log_step = ½·ln(r²/r_min²)/log_step (no square root).
+    fn interpolate(&self, profile: &[f64], r2: f64) -> f64 {
+        let r_min2 = self.r_min * self.r_min;
+        if r2 <= r_min2 {
             return profile[0];
         }
-        let a = (r / self.r_min).ln() / self.log_step;
-        let j = a.floor() as usize;
+        let a = (r2 / r_min2).ln() * (0.5 / self.log_step);
+        let j = a as usize;
         if j + 1 >= N_RADII {
             return profile[N_RADII - 1];
         }
         let f = a - j as f64;
-        profile[j] * (1.0 - f) + profile[j + 1] * f
+        profile[j] + (profile[j + 1] - profile[j]) * f
     }
 }
 
@@ -165,15 +168,26 @@ fn add_atom(
     let rc2 = rc * rc;
     for iy in iy0..=iy1 {
         let ddy = iy as f64 * dy - y;
+        let rest = rc2 - ddy * ddy;
+        if rest <= 0.0 {
+            continue;
+        }
+        // Only the columns of this row inside the cutoff disc.
+        let half = rest.sqrt();
+        let (jx0, jx1) = (
+            (((x - half) / dx).floor() as i64).max(ix0),
+            (((x + half) / dx).ceil() as i64).min(ix1),
+        );
         let row = iy.rem_euclid(ny as i64) as usize;
-        for ix in ix0..=ix1 {
+        let mut out_row = slice.row_mut(row);
+        for ix in jx0..=jx1 {
             let ddx = ix as f64 * dx - x;
             let r2 = ddx * ddx + ddy * ddy;
             if r2 >= rc2 {
                 continue;
             }
             let col = ix.rem_euclid(nx as i64) as usize;
-            slice[[row, col]] += table.interpolate(profile, r2.sqrt());
+            out_row[col] += table.interpolate(profile, r2);
         }
     }
 }
