@@ -410,3 +410,58 @@ fn timing_case_a_potential() {
         );
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn structure() -> impl Strategy<Value = Structure> {
+        (
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![1u8, 6, 8, 22, 38, 79]),
+                    -5.0f64..15.0,
+                    -5.0f64..15.0,
+                    -5.0f64..15.0,
+                ),
+                1..6,
+            ),
+            3.0f64..9.0,
+            3.0f64..9.0,
+            1.0f64..8.0,
+        )
+            .prop_map(|(atoms, ax, ay, az)| {
+                let atoms = atoms
+                    .into_iter()
+                    .map(|(z, x, y, h)| Atom::new(z, [x, y, h]))
+                    .collect();
+                Structure::new([ax, ay, az], atoms).unwrap()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// For any structure, grid and slicing: the mean of the infinite projection is the mean
+        /// inner potential, and the slice sum equals the one-slice potential.
+        #[test]
+        fn infinite_projection_conserves_the_mean_and_the_slice_sum(
+            s in structure(),
+            ny in 12usize..40,
+            nx in 12usize..40,
+            dz in 0.3f64..3.0,
+        ) {
+            let c = PotentialConfig { gpts: [ny, nx], slice_thickness_a: dz, ..Default::default() };
+            let p = build_potential(&s, &c).unwrap();
+            let [ax, ay, az] = s.cell_a();
+            let [dy, dx] = p.sampling_a();
+            let mean = p.data().sum() * dx * dy / (ax * ay * az);
+            let v0 = mean_inner_potential_v(&s, Parametrization::Lobato).unwrap();
+            prop_assert!(((mean - v0) / v0).abs() < 1e-10, "{} vs {}", mean, v0);
+            let one = build_potential(&s, &PotentialConfig { slice_thickness_a: 100.0, ..c })
+                .unwrap();
+            let sum = p.data().sum_axis(Axis(0));
+            prop_assert!(rel_l2(&sum, &one.data().index_axis(Axis(0), 0).to_owned()) < 1e-10);
+        }
+    }
+}

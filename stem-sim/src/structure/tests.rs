@@ -395,3 +395,79 @@ fn xyz_reads_ase_style_files_and_reports_errors() {
         Err(Error::Io { .. })
     ));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn structure() -> impl Strategy<Value = Structure> {
+        (
+            prop::collection::vec(
+                (
+                    1u8..=103,
+                    -20.0f64..20.0,
+                    -20.0f64..20.0,
+                    -20.0f64..20.0,
+                    0.0f64..0.2,
+                ),
+                1..20,
+            ),
+            0.5f64..30.0,
+            0.5f64..30.0,
+            0.5f64..30.0,
+        )
+            .prop_map(|(atoms, ax, ay, az)| {
+                let atoms = atoms
+                    .into_iter()
+                    .map(|(z, x, y, h, rms)| Atom {
+                        z,
+                        position_a: [x, y, h],
+                        rms_displacement_a: rms,
+                    })
+                    .collect();
+                Structure::new([ax, ay, az], atoms).unwrap()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn xyz_round_trip_is_exact(s in structure()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.xyz");
+            s.write_xyz(&path).unwrap();
+            prop_assert_eq!(Structure::read_xyz(&path).unwrap(), s);
+        }
+
+        #[test]
+        fn repeat_keeps_density_and_composition(
+            s in structure(), rx in 1usize..4, ry in 1usize..4, rz in 1usize..4,
+        ) {
+            let r = s.repeat([rx, ry, rz]).unwrap();
+            prop_assert_eq!(r.atoms().len(), s.atoms().len() * rx * ry * rz);
+            prop_assert_eq!(r.elements(), s.elements());
+            for p in [crate::potential::Parametrization::Lobato, crate::potential::Parametrization::Kirkland] {
+                let a = crate::potential::mean_inner_potential_v(&s, p).unwrap();
+                let b = crate::potential::mean_inner_potential_v(&r, p).unwrap();
+                prop_assert!(((a - b) / a).abs() < 1e-12);
+            }
+        }
+
+        #[test]
+        fn translate_wraps_into_the_cell_and_is_invertible(
+            s in structure(), dx in -50.0f64..50.0, dy in -50.0f64..50.0, dz in -50.0f64..50.0,
+        ) {
+            let t = s.translate([dx, dy, dz]).unwrap();
+            let c = s.cell_a();
+            for (a, b) in t.atoms().iter().zip(s.atoms()) {
+                for d in 0..3 {
+                    prop_assert!(a.position_a[d] >= 0.0 && a.position_a[d] < c[d]);
+                    // Same position modulo the cell (1e-9 Å: rounding of the shifts).
+                    let diff = (a.position_a[d] - b.position_a[d] - [dx, dy, dz][d]).rem_euclid(c[d]);
+                    prop_assert!(diff.min(c[d] - diff) < 1e-9);
+                }
+            }
+        }
+    }
+}
