@@ -51,12 +51,36 @@ pub(crate) fn cutoff_radius_a(element: &ElementPotential) -> f64 {
     hi
 }
 
+/// Intervals of the uniform r² grid of the outer profile.
+const N_OUTER: usize = 2048;
+
+/// One atom–slice profile: on the geometric grid and, beyond `r_split`, on a uniform r² grid.
+struct Profile {
+    log_grid: Vec<f64>,
+    outer: Vec<f64>,
+    r2_split: f64,
+    r2_step: f64,
+}
+
+impl Profile {
+    fn new() -> Self {
+        Self {
+            log_grid: vec![0.0; N_RADII],
+            outer: vec![0.0; N_OUTER + 1],
+            r2_split: 0.0,
+            r2_step: 1.0,
+        }
+    }
+}
+
 /// Cumulative z-integrals T(r_j, z_m) = ∫₀^{z_m} V(√(r_j² + z²)) dz of one element.
 struct Table {
     r_min: f64,
     /// ln of the ratio between neighbouring radii.
     log_step: f64,
     r_cut: f64,
+    /// Radius (Å) beyond which pixels use the uniform-r² resampling: 20·r_min, at most r_cut/2.
+    r_split: f64,
     /// Number of z samples (z_m = m·Z_STEP_A, m < n_z).
     n_z: usize,
     /// `[radius][z]`, row-major.
@@ -89,6 +113,7 @@ impl Table {
             r_min,
             log_step,
             r_cut,
+            r_split: (20.0 * r_min).min(0.5 * r_cut),
             n_z,
             values,
         }
@@ -108,15 +133,21 @@ impl Table {
         v.copysign(z)
     }
 
-    /// The tapered profile ∫_{z0}^{z1} V dz on the radial grid.
-    fn profile(&self, z0: f64, z1: f64, out: &mut [f64]) {
-        for (j, o) in out.iter_mut().enumerate() {
+    /// The tapered profile ∫_{z0}^{z1} V dz on the radial grid, plus its resampling on a
+    /// uniform grid in r² beyond `r_split` (so that most pixels need no logarithm).
+    fn profile(&self, z0: f64, z1: f64, out: &mut Profile) {
+        for (j, o) in out.log_grid.iter_mut().enumerate() {
             let r = self.r_min * (self.log_step * j as f64).exp();
             *o = (self.cumulative(j, z1) - self.cumulative(j, z0)) * taper(r, self.r_cut);
         }
+        out.r2_split = self.r_split * self.r_split;
+        out.r2_step = (self.r_cut * self.r_cut - out.r2_split) / N_OUTER as f64;
+        let (r2_split, r2_step) = (out.r2_split, out.r2_step);
+        for (i, o) in out.outer.iter_mut().enumerate() {
+            *o = self.interpolate(&out.log_grid, r2_split + r2_step * i as f64);
+        }
     }
 
-    /// Linear interpolation of a profile at radius r (< r_cut).
     /// Linear interpolation of a profile at squared radius r2 (< r_cut²), on the geometric
     /// grid: index ln(r/r_min)/log_step = ½·ln(r²/r_min²)/log_step (no square root).
     fn interpolate(&self, profile: &[f64], r2: f64) -> f64 {
@@ -150,7 +181,7 @@ fn add_atom(
     slice: &mut ArrayViewMut2<'_, f64>,
     plan: &Plan,
     table: &Table,
-    profile: &[f64],
+    profile: &Profile,
     x: f64,
     y: f64,
 ) {
@@ -187,7 +218,14 @@ fn add_atom(
                 continue;
             }
             let col = ix.rem_euclid(nx as i64) as usize;
-            out_row[col] += table.interpolate(profile, r2);
+            out_row[col] += if r2 >= profile.r2_split {
+                let a = (r2 - profile.r2_split) / profile.r2_step;
+                let i = (a as usize).min(N_OUTER - 1);
+                let f = a - i as f64;
+                profile.outer[i] + (profile.outer[i + 1] - profile.outer[i]) * f
+            } else {
+                table.interpolate(&profile.log_grid, r2)
+            };
         }
     }
 }
@@ -204,31 +242,28 @@ pub(super) fn build(plan: &Plan, progress: &dyn Progress) -> Result<Array3<f64>>
     out.axis_iter_mut(Axis(0))
         .into_par_iter()
         .enumerate()
-        .try_for_each_init(
-            || vec![0.0; N_RADII],
-            |profile, (k, mut slice)| -> Result<()> {
-                stem_core::progress::check_cancel(progress)?;
-                let (zk0, zk1) = (plan.edges[k], plan.edges[k + 1]);
-                let lz = plan.extent[2];
-                for (s, table) in plan.species.iter().zip(&tables) {
-                    // Periodic images along z within reach of the cutoff radius.
-                    let images = (table.r_cut / lz).ceil() as i64 + 1;
-                    for p in &s.positions {
-                        for m in -images..=images {
-                            let za = p[2] + m as f64 * lz;
-                            let (z0, z1) = (zk0 - za, zk1 - za);
-                            // Skip slices the potential does not reach.
-                            if z0 >= table.r_cut || z1 <= -table.r_cut {
-                                continue;
-                            }
-                            table.profile(z0, z1, profile);
-                            add_atom(&mut slice, plan, table, profile, p[0], p[1]);
+        .try_for_each_init(Profile::new, |profile, (k, mut slice)| -> Result<()> {
+            stem_core::progress::check_cancel(progress)?;
+            let (zk0, zk1) = (plan.edges[k], plan.edges[k + 1]);
+            let lz = plan.extent[2];
+            for (s, table) in plan.species.iter().zip(&tables) {
+                // Periodic images along z within reach of the cutoff radius.
+                let images = (table.r_cut / lz).ceil() as i64 + 1;
+                for p in &s.positions {
+                    for m in -images..=images {
+                        let za = p[2] + m as f64 * lz;
+                        let (z0, z1) = (zk0 - za, zk1 - za);
+                        // Skip slices the potential does not reach.
+                        if z0 >= table.r_cut || z1 <= -table.r_cut {
+                            continue;
                         }
+                        table.profile(z0, z1, profile);
+                        add_atom(&mut slice, plan, table, profile, p[0], p[1]);
                     }
                 }
-                progress.advance(1);
-                Ok(())
-            },
-        )?;
+            }
+            progress.advance(1);
+            Ok(())
+        })?;
     Ok(out)
 }
