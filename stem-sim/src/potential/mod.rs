@@ -22,7 +22,8 @@
 //!   the radius r_cut where |V| falls to 1e-4 V), from per-element tables of the cumulative
 //!   z-integral (0.02 Å steps, 8-point Gauss–Legendre per step) on a geometric radial grid from
 //!   min(dx, dy)/2 to r_cut, tapered by a cosine from 0.85·r_cut to r_cut, interpolated linearly
-//!   onto the pixels. The cell is periodic along z as well: the tails of the atoms near the
+//!   onto the pixels (beyond 20·min(dx, dy)/2 through a resampling on a uniform grid in r²).
+//!   It reproduces abTEM 1.0.11's finite arrays to ≈ 2e-4 relative L2. The cell is periodic along z as well: the tails of the atoms near the
 //!   top face reach into the first slices and vice versa, as in a crystal repeated along the
 //!   beam. Use it for loose comparisons only: it is sensitive to atoms sitting on slice
 //!   boundaries (see `shared/reference/multislice.md` §2.4, §8).
