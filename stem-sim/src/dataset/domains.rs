@@ -38,6 +38,22 @@ pub enum DomainLayout {
 /// masks `"domain"` (variant index + 1 per pixel) and `"boundary"` (1 where a pixel of another
 /// variant lies within `wall_width_px / 2`, 0 elsewhere), and the metadata
 /// `generator.domain_fraction_k` (fraction of pixels of variant k).
+///
+/// ```
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+/// use stem_sim::dataset::DomainGenerator;
+///
+/// let g: DomainGenerator = serde_json::from_str(r#"{
+///     "lattice": {"cell": {"preset": "srtio3001"}, "shape": [64, 64]},
+///     "layout": {"kind": "stripes", "period_px": 40, "angle_deg": 30},
+///     "variants_a": [[0.2, 0.0], [-0.2, 0.0]], "displaced": ["TiO"]}"#)?;
+/// let s = g.generate(&mut ChaCha8Rng::seed_from_u64(2))?;
+/// let domain = &s.labels.mask("domain").unwrap().data;
+/// assert!(domain.iter().any(|&v| v == 1) && domain.iter().any(|&v| v == 2));
+/// assert!(s.labels.mask("boundary").unwrap().data.iter().any(|&v| v == 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DomainGenerator {

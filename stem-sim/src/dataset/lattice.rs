@@ -4,7 +4,7 @@ use super::render::{
     CellSpec, Column, ColumnProfile, Placement, ProfileTable, class_names, lattice_columns,
     render_columns,
 };
-use crate::degrade::{Labels, Mask, Param, Sample};
+use crate::degrade::{Labels, MAX_PIXELS, Mask, Param, Sample};
 use crate::error::{Error, Result};
 use ndarray::Array2;
 use rand::Rng;
@@ -22,6 +22,28 @@ use stem_core::synth::UnitCell2D;
 /// Labels: every column whose centre lies in the image, class = motif label (class names in
 /// motif order), and optionally a `"columns"` mask (class + 1 within `mask_radius_a` of a
 /// column centre, 0 elsewhere).
+///
+/// ```
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+/// use stem_sim::dataset::{CellPreset, CellSpec, ColumnProfile, LatticeGenerator};
+///
+/// let g = LatticeGenerator {
+///     shape: [64, 64],
+///     profile: ColumnProfile::Airy { semiangle_mrad: 25.0, energy_ev: 300e3 },
+///     mask_radius_a: Some(0.4),
+///     ..LatticeGenerator::new(CellSpec::Preset { preset: CellPreset::Gaas110 })
+/// };
+/// let s = g.generate(&mut ChaCha8Rng::seed_from_u64(1))?;
+/// assert_eq!(s.labels.class_names, ["Ga", "As"]);
+/// // Every labelled column is bright (amplitude ≥ 0.9; the nearest pixel is ≤ 0.11 Å away,
+/// // well inside the 0.41 Å FWHM of the probe).
+/// for p in &s.labels.positions_px {
+///     assert!(s.image.data()[[p[0].round() as usize, p[1].round() as usize]] > 0.5);
+/// }
+/// assert_eq!(s.labels.mask("columns").unwrap().data.dim(), (64, 64));
+/// # Ok::<(), stem_sim::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatticeGenerator {
@@ -58,6 +80,9 @@ pub struct LatticeGenerator {
     pub mask_radius_a: Option<f64>,
 }
 
+/// Largest number of columns a lattice generator draws.
+const MAX_COLUMNS: f64 = 5e7;
+
 fn default_shape() -> [usize; 2] {
     [256, 256]
 }
@@ -93,14 +118,28 @@ impl LatticeGenerator {
 
     /// Checks every field (see their docs for the ranges).
     pub fn validate(&self) -> Result<()> {
-        self.cell.cell()?;
-        if self.shape[0] == 0 || self.shape[1] == 0 || self.shape[0] * self.shape[1] > 1 << 28 {
+        let cell = self.cell.cell()?;
+        let pixels = self.shape[0].checked_mul(self.shape[1]);
+        if self.shape[0] == 0 || self.shape[1] == 0 || pixels.is_none_or(|n| n > MAX_PIXELS) {
             return Err(Error::invalid(
                 "shape",
                 format!("{:?} must be non-zero with at most 2^28 pixels", self.shape),
             ));
         }
         self.sampling_a.validate("sampling_a", 0.005, 10.0)?;
+        // Columns in the field of view: area / cell area × motif size.
+        let area_a2 = pixels.unwrap_or(0) as f64 * self.sampling_a.bounds()[1].powi(2);
+        let cell_a2 = (cell.a1_a[0] * cell.a2_a[1] - cell.a1_a[1] * cell.a2_a[0]).abs();
+        let n_columns = area_a2 / cell_a2 * cell.motif.len() as f64;
+        if n_columns > MAX_COLUMNS {
+            return Err(Error::invalid(
+                "shape",
+                format!(
+                    "{:?} px would hold ~{n_columns:.3e} columns (at most {MAX_COLUMNS:e})",
+                    self.shape
+                ),
+            ));
+        }
         self.rotation_deg.validate("rotation_deg", -1e4, 1e4)?;
         self.profile.validate()?;
         let checks = [

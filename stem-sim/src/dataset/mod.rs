@@ -114,6 +114,9 @@ impl Recipe {
             ));
         }
         self.generator.validate()?;
+        if let Generator::Series(g) = &self.generator {
+            g.check_margin(self.count)?;
+        }
         self.degradations.validate()
     }
 
@@ -139,6 +142,8 @@ const SPECIMEN_STREAM: u64 = u64::MAX;
 pub struct Dataset {
     recipe: Recipe,
     parallelism: Parallelism,
+    /// The specimen of a series, rendered once.
+    specimen: std::sync::OnceLock<Sample>,
 }
 
 impl Dataset {
@@ -149,6 +154,7 @@ impl Dataset {
         Ok(Dataset {
             recipe,
             parallelism,
+            specimen: std::sync::OnceLock::new(),
         })
     }
 
@@ -194,8 +200,14 @@ impl Dataset {
             Generator::Lattice(g) => g.generate(&mut rng)?,
             Generator::Domains(g) => g.generate(&mut rng)?,
             Generator::Series(g) => {
-                let specimen = g.specimen_with_margin(&mut self.rng(SPECIMEN_STREAM))?;
-                g.frame(&specimen, &mut rng)?
+                let specimen = match self.specimen.get() {
+                    Some(s) => s,
+                    None => {
+                        let s = g.specimen_with_margin(&mut self.rng(SPECIMEN_STREAM))?;
+                        self.specimen.get_or_init(|| s)
+                    }
+                };
+                g.frame(specimen, index, &mut rng)?
             }
         };
         let chain_seed: u64 = rng.random();

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use stem_core::ImageView;
 
 /// A series of frames of one specimen: frame f shows the specimen at
-/// `p + s_f + D_f(p)` (px), with a rigid shift `s_f` (both components drawn from `shift_px`)
-/// and a scan distortion `D_f` drawn from `scan` (see [`ScanDistortion`]), sampled with cubic
+/// `p + s_f + D_f(p)` (px), with a rigid shift `s_f = f · drift_px_per_frame + j_f` (a known
+/// linear drift plus a random part `j_f`, both components drawn from `shift_px`) and a scan
+/// distortion `D_f` drawn from `scan` (see [`ScanDistortion`]), sampled with cubic
 /// convolution from a specimen rendered `margin_px` larger on every side (so no frame sees past
 /// the specimen while `|s| + |D| < margin_px`).
 ///
@@ -22,14 +23,36 @@ use stem_core::ImageView;
 /// (the drawn `s_f`), `generator.effective_shift_y_px` / `_x_px` (the mean of `d_f`, what a
 /// translation-only registration should return) and the drawn scan parameters.
 /// The undistorted specimen window is [`SeriesGenerator::reference`].
+///
+/// ```
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+/// use stem_sim::dataset::SeriesGenerator;
+///
+/// let g: SeriesGenerator = serde_json::from_str(r#"{
+///     "specimen": {"cell": {"preset": "srtio3001"}, "shape": [64, 64]},
+///     "shift_px": [-4, 4], "margin_px": 12,
+///     "scan": {"sine_amplitude_px": 1.0, "sine_period_rows": 50}}"#)?;
+/// let specimen = g.specimen_with_margin(&mut ChaCha8Rng::seed_from_u64(0))?;
+/// let frame = g.frame(&specimen, 0, &mut ChaCha8Rng::seed_from_u64(1))?;
+/// let d = frame.labels.displacement.as_ref().unwrap();
+/// // The drawn rigid shift plus a sinusoid of amplitude 1 px in x.
+/// let sx = frame.metadata["generator.shift_x_px"];
+/// assert!(d.dx_px.iter().all(|v| (v - sx).abs() <= 1.0 + 1e-12));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeriesGenerator {
     /// The specimen; its `shape` is the frame shape.
     pub specimen: LatticeGenerator,
-    /// Rigid shift per axis (px). Default uniform in `[−12, 12]`.
+    /// Random part of the rigid shift per axis (px). Default uniform in `[−12, 12]`.
     #[serde(default = "default_shift")]
     pub shift_px: Param,
+    /// Linear drift `[dy, dx]` per frame (px): frame f is shifted by `f ·` this on top of the
+    /// random part. Default `[0, 0]`.
+    #[serde(default)]
+    pub drift_px_per_frame: [f64; 2],
     /// Scan distortion of each frame.
     #[serde(default)]
     pub scan: ScanDistortion,
@@ -75,7 +98,20 @@ impl SeriesGenerator {
                 format!("must be <= 4096, got {}", self.margin_px),
             ));
         }
-        let max_shift = self.shift_px.max_abs();
+        if self.drift_px_per_frame.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "drift_px_per_frame",
+                format!("must be finite, got {:?}", self.drift_px_per_frame),
+            ));
+        }
+        self.check_margin(0)
+    }
+
+    /// Checks that the margin covers the largest rigid shift of frames `0..frames`.
+    pub(crate) fn check_margin(&self, frames: usize) -> Result<()> {
+        let last = frames.saturating_sub(1) as f64;
+        let drift = self.drift_px_per_frame.map(|v| (v * last).abs());
+        let max_shift = self.shift_px.max_abs() + drift[0].max(drift[1]);
         if max_shift >= self.margin_px as f64 {
             return Err(Error::invalid(
                 "margin_px",
@@ -109,11 +145,12 @@ impl SeriesGenerator {
         Ok(big)
     }
 
-    /// One frame from the specimen (as returned by [`Self::specimen_with_margin`]) and the
-    /// frame's own `rng`.
-    pub fn frame(&self, specimen: &Sample, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let sy = self.shift_px.sample(rng);
-        let sx = self.shift_px.sample(rng);
+    /// Frame `index` from the specimen (as returned by [`Self::specimen_with_margin`]) and
+    /// the frame's own `rng`.
+    pub fn frame(&self, specimen: &Sample, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
+        let f = index as f64;
+        let sy = f * self.drift_px_per_frame[0] + self.shift_px.sample(rng);
+        let sx = f * self.drift_px_per_frame[1] + self.shift_px.sample(rng);
         let field = self.scan.realise(self.specimen.shape, rng)?;
         let mut frame = specimen.clone();
         frame.labels.displacement = None;

@@ -1,3 +1,4 @@
+use super::render;
 use super::*;
 use crate::degrade::{Labels, Param};
 use stem_core::CancelFlag;
@@ -297,6 +298,62 @@ fn series_frames_follow_the_true_field() {
     );
     // Frames differ; the specimen is shared.
     assert_ne!(data.sample(0).unwrap().image, frame.image);
+}
+
+#[test]
+fn series_frame_matches_analytic_rendering_at_displaced_coordinates() {
+    // Oracle, as the registration reference series is built (peer-benchmarks.md §1.6): frame
+    // pixel p is the specimen evaluated analytically (a sum of Gaussians, no interpolation) at
+    // p + d(p), with d the frame's true displacement field.
+    let g: SeriesGenerator = serde_json::from_str(
+        r#"{"specimen": {"cell": {"preset": "srtio3001"}, "shape": [64, 64],
+                         "rotation_deg": 4, "random_origin": false},
+            "shift_px": [-5, 5], "drift_px_per_frame": [0.5, -0.25], "margin_px": 16,
+            "scan": {"jitter_x_px": 0.2, "jitter_smoothing_rows": 1, "sine_amplitude_px": 1,
+                     "sine_period_rows": 40, "shear_x_px": 2, "stretch_y_px": -2,
+                     "flyback_amplitude_px": 1}}"#,
+    )
+    .unwrap();
+    let specimen = g
+        .specimen_with_margin(&mut ChaCha8Rng::seed_from_u64(0))
+        .unwrap();
+    let frame = g
+        .frame(&specimen, 3, &mut ChaCha8Rng::seed_from_u64(1))
+        .unwrap();
+    let placement = render::Placement {
+        shape: [96, 96],
+        sampling_a: 0.15,
+        rotation_deg: 4.0,
+        origin_a: [0.0, 0.0],
+    };
+    let cell = CellPreset::Srtio3001.cell();
+    let cols = render::lattice_columns(&cell, &placement, 1.7, 16.0);
+    let d = frame.labels.displacement.as_ref().unwrap();
+    let mut worst: f64 = 0.0;
+    for ((r, c), &v) in frame.image.data().indexed_iter() {
+        let q = [
+            r as f64 + 16.0 + d.dy_px[[r, c]],
+            c as f64 + 16.0 + d.dx_px[[r, c]],
+        ];
+        let analytic: f64 = 0.05
+            + cols
+                .iter()
+                .map(|k| {
+                    let r2 = (q[0] - k.position_px[0]).powi(2) + (q[1] - k.position_px[1]).powi(2);
+                    k.amplitude * (-r2 / 18.0).exp()
+                })
+                .sum::<f64>();
+        worst = worst.max((f64::from(v) - analytic).abs());
+    }
+    // Cubic convolution of σ = 3 px Gaussians is accurate to ~1e-3 of the peak (1.0), plus the
+    // 4σ cut of the rendering (exp(−8) = 3e-4 per neighbour).
+    eprintln!("series oracle: worst |frame - analytic| = {worst:.2e}");
+    assert!(worst < 5e-3, "{worst}");
+    // The known linear drift: frame 3 is shifted by 3·[0.5, −0.25] plus at most ±5 px.
+    let sy = frame.metadata["generator.shift_y_px"];
+    let sx = frame.metadata["generator.shift_x_px"];
+    assert!((sy - 1.5).abs() <= 5.0 && (sx + 0.75).abs() <= 5.0);
+    assert_eq!(d.dy_px[[0, 0]] - d.dy_px[[0, 1]], 0.0); // y displacement is per row here
 }
 
 #[test]

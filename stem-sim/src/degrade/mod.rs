@@ -75,6 +75,10 @@ use std::collections::BTreeMap;
 use stem_core::Image;
 use stem_core::synth::LatticeImage;
 
+/// Largest image (pixels) a degradation or generator makes (2²⁸, 1 GiB of `f32`); larger
+/// requests are an error rather than an allocation failure.
+pub const MAX_PIXELS: usize = 1 << 28;
+
 /// A parameter: a fixed number or a range drawn once per sample.
 ///
 /// JSON: `3.5` (fixed), `[1.0, 2.0]` (uniform in the closed range), or
@@ -259,7 +263,7 @@ pub struct Sample {
 
 impl Sample {
     /// A sample from a `stem_core::synth` lattice image: one class per distinct motif label (in
-    /// motif order), positions from its column labels.
+    /// order of first appearance among the labelled columns), positions from its column labels.
     pub fn from_lattice(lattice: &LatticeImage) -> Self {
         let mut class_names: Vec<String> = Vec::new();
         let mut classes = Vec::with_capacity(lattice.columns.len());

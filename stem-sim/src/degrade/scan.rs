@@ -23,6 +23,21 @@ use std::f64::consts::PI;
 /// The sinusoid, shear and stretch follow the registration reference series
 /// (`shared/reference/peer-benchmarks.md` §1.6). All fields default to 0 (no distortion),
 /// except `sine_period_rows` = 100 and `flyback_decay_px` = 5.
+///
+/// ```
+/// use rand::SeedableRng;
+/// use rand_chacha::ChaCha8Rng;
+/// use stem_sim::degrade::{Param, ScanDistortion, Warp};
+///
+/// let d = ScanDistortion { shear_x_px: Param::Fixed(4.0), ..ScanDistortion::default() };
+/// let field = d.realise([100, 100], &mut ChaCha8Rng::seed_from_u64(0))?;
+/// // Shear: x displacement 4·(r − 49.5)/100 px, zero in y.
+/// assert!((field.displacement([99.0, 10.0])[1] - 1.98).abs() < 1e-12);
+/// // Labels move by the exact inverse.
+/// let p = field.target([30.0, 40.0])?;
+/// assert!((field.source(p)[1] - 40.0).abs() < 1e-10);
+/// # Ok::<(), stem_sim::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanDistortion {

@@ -18,6 +18,17 @@ pub trait Warp: Sync {
 
 /// The affine map of [`super::Affine`] with drawn values: forward (labels)
 /// `p = M(q − c) + c + t`, `source(p) = M⁻¹(p − c − t) + c`.
+///
+/// ```
+/// use stem_sim::degrade::{AffineMap, Warp};
+///
+/// // 90° counter-clockwise about the centre of a 101 × 101 image (c = [50, 50]):
+/// // a point 10 px right of the centre moves 10 px up (y down).
+/// let m = AffineMap::new([101, 101], 90.0, 1.0, 0.0, [0.0, 0.0])?;
+/// let p = m.target([50.0, 60.0])?;
+/// assert!((p[0] - 40.0).abs() < 1e-12 && (p[1] - 50.0).abs() < 1e-12);
+/// # Ok::<(), stem_sim::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AffineMap {
     m: [[f64; 2]; 2],
@@ -197,6 +208,15 @@ pub fn warp_sample(sample: &mut Sample, warp: &dyn Warp, out_shape: [usize; 2]) 
     let input = sample.image.data();
     if input.is_empty() || out_shape[0] == 0 || out_shape[1] == 0 {
         return Err(stem_core::Error::EmptyInput { what: "image" }.into());
+    }
+    if out_shape[0]
+        .checked_mul(out_shape[1])
+        .is_none_or(|n| n > super::MAX_PIXELS)
+    {
+        return Err(Error::invalid(
+            "output shape",
+            format!("{out_shape:?} exceeds {} pixels", super::MAX_PIXELS),
+        ));
     }
     if let Some(index) = input.iter().position(|v| !v.is_finite()) {
         return Err(stem_core::Error::NonFinite {
