@@ -12,10 +12,20 @@
 //! Gaussian or Airy-probe columns weighted by `Σ Z^n`), [`DomainGenerator`] (polarisation
 //! domains with domain and boundary maps) and [`SeriesGenerator`] (frames of one specimen with
 //! known rigid shifts and scan distortions). The [`Generator`] enum is `#[non_exhaustive]` and
-//! internally tagged by `"kind"`: the multislice generators (ADF images from
-//! `stem_sim::structure` + the multislice, PACBED thickness/tilt series, 4D-STEM cubes) are to
-//! be added as further variants that also return a [`Sample`] (a 4D-STEM cube will need a
-//! `Sample` with a hypercube payload).
+//! internally tagged by `"kind"`; the multislice generators are to be added as further
+//! variants:
+//!
+//! * `multislice_adf`: a `stem_sim::structure::Structure` + probe + annular detector → an ADF
+//!   image in detected beam fraction per pixel (so `{"e_per_a2": ...}` doses apply directly),
+//!   labels from the structure's projected columns (atoms grouped by their `[x, y]`, class =
+//!   the column's species), Å positions converted to px with the scan sampling.
+//! * the fast incoherent model from the same structures: columns and `Σ Z^n` weights from the
+//!   projected structure instead of a 2-D [`CellSpec`], and the column profile from the probe
+//!   module's (aberrated) probe intensity as a 2-D kernel instead of the Airy disc.
+//! * `pacbed` (thickness / tilt series from the exit planes of one pass per tilt) and
+//!   `cube_4d` (4D-STEM with its clean version): these need a sample payload beyond a 2-D
+//!   image (a stack or a `stem_core::Hypercube`), i.e. a payload enum in [`Sample`]; the
+//!   recipe, seeding, streaming and manifest machinery stay as they are.
 //!
 //! ```
 //! use stem_sim::dataset::{Dataset, Recipe};

@@ -454,4 +454,39 @@ proptest! {
         let q = f.source(p);
         prop_assert!((q[0] - y).abs() < 1e-9 && (q[1] - x).abs() < 1e-9);
     }
+
+    #[test]
+    fn params_stay_in_their_bounds(lo in -50.0..50.0f64, w in 0.0..50.0f64, seed in 0u64..1000) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let u = Param::Uniform([lo, lo + w]).sample(&mut rng);
+        prop_assert!(u >= lo && u <= lo + w);
+        let l = Param::LogUniform { log_uniform: [lo.abs() + 0.1, lo.abs() + 0.1 + w] }.sample(&mut rng);
+        prop_assert!(l >= (lo.abs() + 0.1) * (1.0 - 1e-12) && l <= (lo.abs() + 0.1 + w) * (1.0 + 1e-12));
+        prop_assert_eq!(Param::Fixed(lo).sample(&mut rng), lo);
+    }
+
+    #[test]
+    fn shift_then_opposite_shift_is_the_identity(ty in -6i32..6, tx in -6i32..6) {
+        let base = srtio3([48, 56], 7.0);
+        let mut s = base.clone();
+        for sign in [1.0, -1.0] {
+            let d = Degradation::Affine(Affine {
+                shift_y_px: Param::Fixed(sign * f64::from(ty)),
+                shift_x_px: Param::Fixed(sign * f64::from(tx)),
+                ..Affine::default()
+            });
+            d.apply(&mut s, &mut ChaCha8Rng::seed_from_u64(0), "s").unwrap();
+        }
+        // Labels: exact (those that stayed inside both times).
+        for p in &s.labels.positions_px {
+            prop_assert!(base.labels.positions_px.iter().any(|q| (q[0] - p[0]).abs() < 1e-12 && (q[1] - p[1]).abs() < 1e-12));
+        }
+        // Image: integer shifts copy pixels exactly away from the filled border.
+        let (m, n) = (ty.unsigned_abs() as usize, tx.unsigned_abs() as usize);
+        for r in m..48 - m {
+            for c in n..56 - n {
+                prop_assert_eq!(s.image.data()[[r, c]], base.image.data()[[r, c]]);
+            }
+        }
+    }
 }
