@@ -357,6 +357,40 @@ fn series_frame_matches_analytic_rendering_at_displaced_coordinates() {
 }
 
 #[test]
+fn registration_recipe_reproduces_the_reference_distortion_statistics() {
+    // peer-benchmarks.md §1.6: after removing each frame's mean shift, the non-rigid
+    // distortion of the reference series is 0.911 px RMS (vector magnitude over frames and
+    // rows). Expected from the recipe's distributions: x² = E[A²]/2 (sinusoid, A ~ U[0.5, 1.5])
+    // + E[c²]/12 (shear, c ~ U[−2, 2]) + smoothed white jitter (0.25 px · 0.53)², y² = E[e²]/12:
+    // √(0.542 + 0.111 + 0.018 + 0.111) = 0.884 px; the reference's single 20-frame draw is
+    // within the sampling spread of that value.
+    let recipe: Recipe = serde_json::from_str(include_str!(
+        "../../examples/recipes/registration_series.json"
+    ))
+    .unwrap();
+    let Generator::Series(g) = recipe.generator else {
+        panic!("not a series recipe")
+    };
+    let (mut sum2, mut n) = (0.0, 0usize);
+    for seed in 0..200u64 {
+        let f = g
+            .scan
+            .realise([512, 512], &mut ChaCha8Rng::seed_from_u64(seed))
+            .unwrap();
+        let d: Vec<[f64; 2]> = (0..512).map(|r| f.displacement([r as f64, 0.0])).collect();
+        let mean = [0, 1].map(|k| d.iter().map(|v| v[k]).sum::<f64>() / 512.0);
+        for v in &d {
+            sum2 += (v[0] - mean[0]).powi(2) + (v[1] - mean[1]).powi(2);
+            n += 1;
+        }
+    }
+    let rms = (sum2 / n as f64).sqrt();
+    eprintln!("registration recipe: non-rigid distortion {rms:.3} px RMS");
+    // 200 frames: the estimate's relative spread is ~3 %; ±0.06 px is 2σ of it.
+    assert!((rms - 0.884).abs() < 0.06, "{rms}");
+}
+
+#[test]
 fn streaming_equals_random_access_and_is_thread_independent() {
     let a = Dataset::new(lattice_recipe(3), Parallelism::Threads(1)).unwrap();
     let b = Dataset::new(lattice_recipe(3), Parallelism::Threads(2)).unwrap();
