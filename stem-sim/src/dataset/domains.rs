@@ -215,15 +215,14 @@ impl DomainGenerator {
                 c.position_px = [c.position_px[0] + v[0] / s, c.position_px[1] + v[1] / s];
             }
         }
-        if lat.vacancy_fraction > 0.0 {
-            let keep: Vec<bool> = columns
-                .iter()
-                .map(|_| rng.random::<f64>() >= lat.vacancy_fraction)
-                .collect();
-            let mut k = keep.iter();
-            columns.retain(|_| *k.next().unwrap_or(&true));
-        }
+        let (vacancies, substitutions) = lat.apply_defects(&cell, &mut columns, rng);
         let mut sample = lat.render(&cell, &placement, &columns)?;
+        sample
+            .metadata
+            .insert("generator.vacancies".into(), vacancies as f64);
+        sample
+            .metadata
+            .insert("generator.substitutions".into(), substitutions as f64);
 
         let mut domain = Array2::<u8>::zeros((shape[0], shape[1]));
         Zip::indexed(domain.rows_mut()).par_for_each(|r, mut row| {

@@ -78,6 +78,25 @@ pub struct LatticeGenerator {
     /// Radius (Å) of the disks of the `"columns"` mask; no mask when absent.
     #[serde(default)]
     pub mask_radius_a: Option<f64>,
+    /// Substitutional defects (at most 16), applied after the vacancies. Default none.
+    #[serde(default)]
+    pub substitutions: Vec<Substitution>,
+}
+
+/// A substitutional defect: each column of motif label `label` becomes, with probability
+/// `fraction`, a column of atomic numbers `z` (amplitude `Σ Z^n` on the scale of the
+/// undefected motif, so it may exceed 1) labelled with the new class `class`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Substitution {
+    /// Motif label of the host columns (e.g. `"Mo"`).
+    pub label: String,
+    /// Atomic numbers of one repeat of the substituted column (e.g. `[74]`).
+    pub z: Vec<u32>,
+    /// Probability per host column, in `[0, 1]`.
+    pub fraction: f64,
+    /// Class name of substituted columns (e.g. `"W_on_Mo"`), appended to the class names.
+    pub class: String,
 }
 
 /// Largest number of columns a lattice generator draws.
@@ -113,6 +132,7 @@ impl LatticeGenerator {
             background: default_background(),
             vacancy_fraction: 0.0,
             mask_radius_a: None,
+            substitutions: Vec::new(),
         }
     }
 
@@ -152,6 +172,31 @@ impl LatticeGenerator {
                 return Err(Error::invalid(
                     name,
                     format!("{v} is not within [{lo}, {hi}]"),
+                ));
+            }
+        }
+        if self.substitutions.len() > 16 {
+            return Err(Error::invalid(
+                "substitutions",
+                format!("at most 16, got {}", self.substitutions.len()),
+            ));
+        }
+        let names = class_names(&cell);
+        for sub in &self.substitutions {
+            let ok = names.contains(&sub.label)
+                && !sub.z.is_empty()
+                && sub.z.iter().all(|&z| (1..=118).contains(&z))
+                && sub.fraction.is_finite()
+                && (0.0..=1.0).contains(&sub.fraction)
+                && !sub.class.is_empty()
+                && !names.contains(&sub.class);
+            if !ok {
+                return Err(Error::invalid(
+                    "substitutions",
+                    format!(
+                        "{sub:?}: the host must be a motif label ({names:?}), Z in 1..=118, the \
+                         fraction in [0, 1] and the class a new, non-empty name"
+                    ),
                 ));
             }
         }
@@ -202,6 +247,40 @@ impl LatticeGenerator {
         let cell = self.cell.cell()?;
         let placement = self.draw_placement(&cell, shape, rng);
         let mut columns = self.columns(&cell, &placement)?;
+        let (vacancies, substitutions) = self.apply_defects(&cell, &mut columns, rng);
+        let mut sample = self.render(&cell, &placement, &columns)?;
+        let m = &mut sample.metadata;
+        m.insert("generator.vacancies".into(), vacancies as f64);
+        m.insert("generator.substitutions".into(), substitutions as f64);
+        m.insert("generator.sampling_a".into(), placement.sampling_a);
+        m.insert("generator.rotation_deg".into(), placement.rotation_deg);
+        m.insert("generator.origin_y_a".into(), placement.origin_a[0]);
+        m.insert("generator.origin_x_a".into(), placement.origin_a[1]);
+        Ok(sample)
+    }
+
+    /// The cell plus one pseudo motif column per substitution (label = its class, Z = its
+    /// Z), so that class names and amplitudes of substituted columns follow from the motif.
+    fn extended_cell(&self, cell: &UnitCell2D) -> UnitCell2D {
+        let mut ext = cell.clone();
+        for sub in &self.substitutions {
+            ext.motif.push(stem_core::synth::MotifColumn {
+                label: sub.class.clone(),
+                frac: [0.0, 0.0],
+                z: sub.z.clone(),
+            });
+        }
+        ext
+    }
+
+    /// Removes vacancies (one draw per column), then substitutes (one draw per host column and
+    /// substitution, in order; a column is substituted at most once). Returns the counts.
+    pub(crate) fn apply_defects(
+        &self,
+        cell: &UnitCell2D,
+        columns: &mut Vec<Column>,
+        rng: &mut ChaCha8Rng,
+    ) -> (usize, usize) {
         let n_all = columns.len();
         if self.vacancy_fraction > 0.0 {
             let keep: Vec<bool> = columns
@@ -211,14 +290,28 @@ impl LatticeGenerator {
             let mut k = keep.iter();
             columns.retain(|_| *k.next().unwrap_or(&true));
         }
-        let mut sample = self.render(&cell, &placement, &columns)?;
-        let m = &mut sample.metadata;
-        m.insert("generator.sampling_a".into(), placement.sampling_a);
-        m.insert("generator.rotation_deg".into(), placement.rotation_deg);
-        m.insert("generator.origin_y_a".into(), placement.origin_a[0]);
-        m.insert("generator.origin_x_a".into(), placement.origin_a[1]);
-        m.insert("generator.vacancies".into(), (n_all - columns.len()) as f64);
-        Ok(sample)
+        let n_motif = cell.motif.len();
+        let weight =
+            |z: &[u32]| -> f64 { z.iter().map(|&z| f64::from(z).powf(self.z_exponent)).sum() };
+        let wmax = cell
+            .motif
+            .iter()
+            .map(|m| weight(&m.z))
+            .fold(f64::MIN, f64::max);
+        let mut n_sub = 0;
+        for c in columns.iter_mut() {
+            for (k, sub) in self.substitutions.iter().enumerate() {
+                if c.motif_index < n_motif
+                    && cell.motif[c.motif_index].label == sub.label
+                    && rng.random::<f64>() < sub.fraction
+                {
+                    c.motif_index = n_motif + k;
+                    c.amplitude = weight(&sub.z) / wmax;
+                    n_sub += 1;
+                }
+            }
+        }
+        (n_all - columns.len(), n_sub)
     }
 
     /// The columns that can reach the image (within the profile's reach of the border).
@@ -239,6 +332,7 @@ impl LatticeGenerator {
         placement: &Placement,
         columns: &[Column],
     ) -> Result<Sample> {
+        let cell = &self.extended_cell(cell);
         let table = ProfileTable::new(&self.profile, placement.sampling_a)?;
         let shape = placement.shape;
         let data = render_columns(shape, columns, &table, self.background);

@@ -55,7 +55,7 @@ mod store;
 mod tests;
 
 pub use domains::{DomainGenerator, DomainLayout};
-pub use lattice::LatticeGenerator;
+pub use lattice::{LatticeGenerator, Substitution};
 pub use render::{
     CellPreset, CellSpec, ColumnProfile, bessel_j1, class_names, electron_wavelength_a,
 };

@@ -155,6 +155,45 @@ fn vacancies_remove_columns_from_image_and_labels() {
 }
 
 #[test]
+fn substitutions_change_class_and_intensity() {
+    let g: LatticeGenerator = serde_json::from_str(
+        r#"{"cell": {"preset": "mos2"}, "shape": [128, 128], "sampling_a": 0.1,
+            "substitutions": [{"label": "Mo", "z": [74], "fraction": 0.3, "class": "W_on_Mo"}]}"#,
+    )
+    .unwrap();
+    let s = g.generate(&mut ChaCha8Rng::seed_from_u64(6)).unwrap();
+    assert_eq!(s.labels.class_names, ["Mo", "S2", "W_on_Mo"]);
+    let w = classes(&s.labels, &["W_on_Mo"]);
+    let mo = classes(&s.labels, &["Mo"]);
+    let f = w.len() as f64 / (w.len() + mo.len()) as f64;
+    // Binomial over ~90 metal sites: 0.3 ± 0.05; a 3σ band.
+    assert!((f - 0.3).abs() < 0.15, "{f}");
+    // W columns are (74/42)^1.7 = 2.6× brighter than Mo columns.
+    let at =
+        |p: &[f64; 2]| f64::from(s.image.data()[[p[0].round() as usize, p[1].round() as usize]]);
+    let (wm, mm) = (
+        w.iter().map(at).sum::<f64>() / w.len() as f64,
+        mo.iter().map(at).sum::<f64>() / mo.len() as f64,
+    );
+    assert!(wm > 2.0 * mm, "{wm} vs {mm}");
+    // Substituted columns just outside the image are counted too.
+    assert!(s.metadata["generator.substitutions"] >= w.len() as f64);
+    // A host label that is not in the motif is an error.
+    let bad: LatticeGenerator = serde_json::from_str(
+        r#"{"cell": {"preset": "mos2"},
+            "substitutions": [{"label": "Ti", "z": [22], "fraction": 0.3, "class": "x"}]}"#,
+    )
+    .unwrap();
+    assert!(matches!(
+        bad.validate(),
+        Err(Error::InvalidParameter {
+            name: "substitutions",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn domain_images_carry_variant_displacements_and_walls() {
     let g: DomainGenerator = serde_json::from_str(
         r#"{"lattice": {"cell": {"preset": "srtio3001"}, "shape": [160, 160],
