@@ -78,12 +78,6 @@ pub enum Error {
         /// `|source(target(q)) − q|` reached (px).
         residual_px: f64,
     },
-    /// A recipe is inconsistent (beyond single out-of-range values).
-    #[error("invalid recipe: {reason}")]
-    InvalidRecipe {
-        /// What is wrong, with the values.
-        reason: String,
-    },
 }
 
 impl Error {
