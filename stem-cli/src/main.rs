@@ -4,6 +4,7 @@
 //! * `stem demo`: the end-to-end main job on built-in defaults (synthesise a lattice image with
 //!   known columns, add Poisson noise, find and refine the columns, score them, write PNGs).
 
+mod dataset;
 mod demo;
 mod progress;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the end-to-end demonstration on built-in defaults (no input needed).
     Demo(demo::DemoArgs),
+    /// Labelled datasets from reproducible recipes (`stem dataset generate RECIPE OUT`).
+    Dataset(dataset::DatasetArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.quiet),
+        Command::Dataset(args) => dataset::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +57,9 @@ pub enum CliError {
     /// An error from stem-core.
     #[error(transparent)]
     Core(#[from] stem_core::Error),
+    /// An error from stem-sim.
+    #[error(transparent)]
+    Sim(#[from] stem_sim::Error),
     /// Writing an output failed.
     #[error("cannot write {path}: {source}")]
     Write {

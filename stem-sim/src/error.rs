@@ -64,6 +64,20 @@ pub enum Error {
         /// What is wrong, and where.
         reason: String,
     },
+    /// A geometric map could not be inverted at a position (the distortion folds).
+    #[error(
+        "{what} cannot be inverted at [{:.3}, {:.3}] px (residual {residual_px:.3e} px); reduce the distortion",
+        position_px[0],
+        position_px[1]
+    )]
+    NotInvertible {
+        /// The map.
+        what: &'static str,
+        /// The input position `[y, x]` (px).
+        position_px: [f64; 2],
+        /// `|source(target(q)) − q|` reached (px).
+        residual_px: f64,
+    },
 }
 
 impl Error {

@@ -20,4 +20,8 @@ pub mod structure;
 
 // Waves: probe, multislice, detectors, scanning.
 
+// Labeled data and degradations.
+pub mod dataset;
+pub mod degrade;
+
 pub use error::{Error, Result};
