@@ -5,10 +5,11 @@
 //! FFT peaks and sine fits, which are fragile for two-species bases; the autocorrelation is
 //! robust):
 //!
-//! 1. `A(t) = Σ_x f(x)·f(x + t) / overlap(t)`, the *linear* (zero-padded, FFT-based)
-//!    autocovariance of the mean-subtracted image `f`, divided by the number of overlapping
-//!    pixels `(ny − |t_y|)(nx − |t_x|)` so that every true lattice translate has the same
-//!    expected height. White (Poisson) noise only adds to `A(0)`, which is replaced by the mean
+//! 1. `A(t) = Σ_x g(x)·g(x + t) / Σ_x w(x)·w(x + t)` with `g = w·(I − mean)`: the *linear*
+//!    (zero-padded, FFT-based) autocovariance of the image tapered by a separable Hann window
+//!    `w`, normalised by the window's own autocorrelation so that every true lattice translate
+//!    has the same expected height (the taper removes the bias that columns entering and
+//!    leaving a hard-edged overlap region would cause). White (Poisson) noise only adds to `A(0)`, which is replaced by the mean
 //!    of its 4 neighbours, an estimate of the signal variance `s²`.
 //! 2. Local maxima of `A` (5×5 neighbourhood) with `min_period_px ≤ |t| ≤ max_period_fraction ·
 //!    min(ny, nx)` are candidates; those at least `peak_threshold · max` high are kept. A
@@ -277,29 +278,58 @@ impl Acf {
     }
 }
 
-/// Overlap-normalised linear autocovariance via a zero-padded FFT.
+/// Hann window `sin²(π(i + 1)/(n + 1))`, `i = 0..n` (never zero inside the image).
+fn hann(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            (std::f64::consts::PI * (i + 1) as f64 / (n + 1) as f64)
+                .sin()
+                .powi(2)
+        })
+        .collect()
+}
+
+/// 1-D autocorrelation `Σ_i w(i)·w(i + t)` for `t = 0..=radius`.
+fn window_acf(w: &[f64], radius: usize) -> Vec<f64> {
+    (0..=radius)
+        .map(|t| w.iter().zip(w.iter().skip(t)).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+/// Window-normalised linear autocovariance via a zero-padded FFT: the image is weighted with a
+/// separable Hann window `w` (after subtracting its weighted mean), and `Σ w f · w f` at lag `t`
+/// is divided by `Σ w·w` at lag `t`. The smooth window keeps columns from entering and leaving
+/// the overlap region abruptly, which would bias the peak positions.
 fn autocovariance(image: ImageView<'_, f32>, radius: usize) -> Result<(Acf, f64)> {
     let data = image.data();
     let [ny, nx] = image.shape();
-    let n = (ny * nx) as f64;
-    let mean = data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let (wy, wx) = (hann(ny), hann(nx));
+    let mut wsum = 0.0;
+    let mut fsum = 0.0;
+    for ((i, j), &v) in data.indexed_iter() {
+        let w = wy[i] * wx[j];
+        wsum += w;
+        fsum += w * f64::from(v);
+    }
+    let mean = fsum / wsum;
     let shape = [2 * ny, 2 * nx];
     let fft = Fft2::<f64>::new(shape)?.with_parallel(ny * nx >= 128 * 128);
     let mut buf = Array2::<Complex<f64>>::zeros((shape[0], shape[1]));
     for ((i, j), &v) in data.indexed_iter() {
-        buf[[i, j]] = Complex::new(f64::from(v) - mean, 0.0);
+        buf[[i, j]] = Complex::new((f64::from(v) - mean) * wy[i] * wx[j], 0.0);
     }
     fft.forward(&mut buf)?;
     buf.mapv_inplace(|c| Complex::new(c.norm_sqr(), 0.0));
     fft.inverse(&mut buf)?;
+    let (ay, ax) = (window_acf(&wy, radius), window_acf(&wx, radius));
     let r = radius as i64;
     let mut acf = Array2::<f64>::zeros((2 * radius + 1, 2 * radius + 1));
     for ty in -r..=r {
         for tx in -r..=r {
             let iy = ty.rem_euclid(shape[0] as i64) as usize;
             let ix = tx.rem_euclid(shape[1] as i64) as usize;
-            let overlap = ((ny as i64 - ty.abs()) * (nx as i64 - tx.abs())) as f64;
-            acf[[(ty + r) as usize, (tx + r) as usize]] = buf[[iy, ix]].re / overlap;
+            let norm = ay[ty.unsigned_abs() as usize] * ax[tx.unsigned_abs() as usize];
+            acf[[(ty + r) as usize, (tx + r) as usize]] = buf[[iy, ix]].re / norm;
         }
     }
     let variance = acf[[radius, radius]];
