@@ -5,6 +5,7 @@
 //!   known columns, add Poisson noise, find and refine the columns, score them, write PNGs).
 
 mod demo;
+mod denoise;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the end-to-end demonstration on built-in defaults (no input needed).
     Demo(demo::DemoArgs),
+    /// Denoise a 2-D count image (NPY in; NPY or PNG out).
+    Denoise(denoise::DenoiseArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.quiet),
+        Command::Denoise(args) => denoise::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,6 +66,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// An error from stem-denoise.
+    #[error(transparent)]
+    Denoise(#[from] stem_denoise::Error),
     /// A bad command-line value.
     #[error("invalid argument: {0}")]
     Argument(String),
