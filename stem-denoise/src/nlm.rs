@@ -17,7 +17,9 @@
 //! Implementation: for each offset `d`, the per-pixel term image between `v` and `v` shifted by
 //! `d` is box-filtered (running sums) into `D(·, · + d)` and turned into weights; one pass per
 //! offset, in parallel over bands of 16 rows, each band owning its output (results do not
-//! depend on the thread count). Borders use mirror padding, so every pixel is denoised.
+//! depend on the thread count). Blocks at the borders use mirror padding, so every pixel is
+//! denoised, but only candidates `q` inside the image contribute (mirrored data does not follow
+//! the lattice).
 //!
 //! `h` is chosen by SURE (Stein 1981) in the Anscombe domain (σ = 1):
 //! `R(h) = ‖f_h(z) − z‖²/N − 1 + 2·div f_h(z)/N`, with the exact NLM divergence
@@ -444,6 +446,9 @@ struct Plan<'g> {
     glr: bool,
     /// Padded values that are averaged.
     v: Vec<f32>,
+    /// Padded mask: 1 inside the image, 0 in the mirror padding. Candidates `q` outside the
+    /// image get weight 0 (their blocks are mirrored data, which does not follow the lattice).
+    inside: Vec<f32>,
     groups: &'g [Group],
 }
 
@@ -455,6 +460,8 @@ struct RowCtx<'a> {
     vq: &'a [f32],
     /// Averaged values at p.
     vp: &'a [f32],
+    /// 1 where q lies inside the image, else 0.
+    mq: &'a [f32],
     /// Values at p − d when d lies inside the block (SURE's local divergence term).
     vmd: Option<&'a [f32]>,
 }
@@ -502,6 +509,13 @@ impl<'g> Plan<'g> {
             lut: lut.unwrap_or_default(),
             glr,
             v: padded(avg, &|v| v),
+            inside: (0..ph * pw)
+                .map(|k| {
+                    let (i, j) = (k / pw, k % pw);
+                    let ok = (pad..pad + ny).contains(&i) && (pad..pad + nx).contains(&j);
+                    if ok { 1.0 } else { 0.0 }
+                })
+                .collect(),
             groups,
         }
     }
@@ -588,6 +602,12 @@ impl<'g> Plan<'g> {
         &self.v[row * self.pw + col..row * self.pw + col + self.nx]
     }
 
+    fn mask_row(&self, y: usize, d: [i64; 2]) -> &[f32] {
+        let row = (y as i64 + self.pad as i64 + d[0]) as usize;
+        let col = (self.pad as i64 + d[1]) as usize;
+        &self.inside[row * self.pw + col..row * self.pw + col + self.nx]
+    }
+
     /// Runs all groups over one band, handing every contribution to `acc`.
     fn run_band(
         &self,
@@ -608,15 +628,25 @@ impl<'g> Plan<'g> {
                     let (bd, bv) = (&mut s.best_d, &mut s.best_v);
                     self.band_distances(y0, bh, d, &mut s.bufs, |i, dr| {
                         let vq = self.row(y0 + i, d);
+                        let mq = self.mask_row(y0 + i, d);
                         let bd = &mut bd[i * nx..(i + 1) * nx];
                         let bv = &mut bv[i * nx..(i + 1) * nx];
                         for j in 0..nx {
-                            if dr[j] < bd[j] {
+                            if mq[j] > 0.0 && dr[j] < bd[j] {
                                 bd[j] = dr[j];
                                 bv[j] = vq[j];
                             }
                         }
                     });
+                }
+                s.best_m.clear();
+                s.best_m.extend(
+                    s.best_d
+                        .iter()
+                        .map(|d| if d.is_finite() { 1.0 } else { 0.0 }),
+                );
+                for d in s.best_d.iter_mut().filter(|d| !d.is_finite()) {
+                    *d = 0.0;
                 }
                 for i in 0..bh {
                     acc(
@@ -625,6 +655,7 @@ impl<'g> Plan<'g> {
                             d: &s.best_d[i * nx..(i + 1) * nx],
                             vq: &s.best_v[i * nx..(i + 1) * nx],
                             vp: self.row(y0 + i, [0, 0]),
+                            mq: &s.best_m[i * nx..(i + 1) * nx],
                             vmd: None,
                         },
                     );
@@ -639,6 +670,7 @@ impl<'g> Plan<'g> {
                                 d: dr,
                                 vq: self.row(y0 + i, d),
                                 vp: self.row(y0 + i, [0, 0]),
+                                mq: self.mask_row(y0 + i, d),
                                 vmd: local.then(|| self.row(y0 + i, [-d[0], -d[1]])),
                             },
                         );
@@ -668,10 +700,14 @@ impl<'g> Plan<'g> {
                 self.run_band(y0, bh, s, &mut |i, ctx| {
                     let num = &mut num[i * nx..(i + 1) * nx];
                     let den = &mut den[i * nx..(i + 1) * nx];
-                    for (((n, de), &d), &v) in
-                        num.iter_mut().zip(den.iter_mut()).zip(ctx.d).zip(ctx.vq)
+                    for ((((n, de), &d), &v), &m) in num
+                        .iter_mut()
+                        .zip(den.iter_mut())
+                        .zip(ctx.d)
+                        .zip(ctx.vq)
+                        .zip(ctx.mq)
                     {
-                        let w = fexp_neg((d - c).max(0.0) * inv_h2);
+                        let w = m * fexp_neg((d - c).max(0.0) * inv_h2);
                         *n += w * v;
                         *de += w;
                     }
@@ -713,7 +749,7 @@ impl<'g> Plan<'g> {
                 self.run_band(y0, bh, s, &mut |i, ctx| {
                     for j in 0..nx {
                         let x = ctx.d[j] - c;
-                        let w1 = fexp_neg(x.max(0.0) * inv_h2);
+                        let w1 = ctx.mq[j] * fexp_neg(x.max(0.0) * inv_h2);
                         let zq = ctx.vq[j];
                         let g = if x > 0.0 {
                             let mut g = 2.0 * (ctx.vp[j] - zq);
@@ -820,6 +856,7 @@ struct Scratch {
     bufs: Bufs,
     best_d: Vec<f32>,
     best_v: Vec<f32>,
+    best_m: Vec<f32>,
 }
 
 #[cfg(test)]

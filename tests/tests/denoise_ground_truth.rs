@@ -67,7 +67,10 @@ fn scores(c: &Case, est: &Array2<f32>) -> (f64, f64) {
     (p, s)
 }
 
-fn run(dose: f64, min_psnr_gain_db: f64, min_ssim_gain: f64) {
+/// `psnr_preset_columns`: whether the PSNR preset must also improve the columns (at 100
+/// counts/px the noisy columns are already at 0.05 px and the PSNR preset keeps them there;
+/// the precision preset is the one for positions).
+fn run(dose: f64, min_psnr_gain_db: f64, min_ssim_gain: f64, psnr_preset_columns: bool) {
     let c = case(dose);
     let (p0, s0) = scores(&c, &c.noisy);
     let (rms0, rec0) = columns(&c.noisy, &c.truth);
@@ -100,17 +103,21 @@ fn run(dose: f64, min_psnr_gain_db: f64, min_ssim_gain: f64) {
     );
 }
 
+// Margins: about 80 % of the gains measured on this seed (15.2 / 12.5 / 9.9 dB and
+// +0.417 / +0.183 / +0.048 SSIM), so that they fail if the denoiser loses a fifth of its gain;
+// the reference NLM prototype gains 10.4 / 9.9 / 8.1 dB on a similar lattice.
+
 #[test]
 fn dose_5() {
-    run(5.0, 0.0, 0.0);
+    run(5.0, 12.0, 0.33, true);
 }
 
 #[test]
 fn dose_20() {
-    run(20.0, 0.0, 0.0);
+    run(20.0, 10.0, 0.15, true);
 }
 
 #[test]
 fn dose_100() {
-    run(100.0, 0.0, 0.0);
+    run(100.0, 7.5, 0.038, false);
 }

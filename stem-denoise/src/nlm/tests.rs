@@ -10,7 +10,8 @@ fn test_image(ny: usize, nx: usize, seed: u64) -> Array2<f32> {
     })
 }
 
-/// Slow, obvious NLM: per pixel, per offset, explicit block sums with mirror indexing.
+/// Slow, obvious NLM: per pixel, per in-image candidate, explicit block sums with mirror
+/// indexing.
 fn oracle(y: &Array2<f32>, r: i64, search: i64, h: f64, c: f64, glr: bool) -> Array2<f64> {
     let (ny, nx) = y.dim();
     let at = |i: i64, j: i64| f64::from(y[[reflect(i, ny), reflect(j, nx)]]);
@@ -23,6 +24,11 @@ fn oracle(y: &Array2<f32>, r: i64, search: i64, h: f64, c: f64, glr: bool) -> Ar
         let (mut num, mut den) = (0.0, 0.0);
         for dy in -search..=search {
             for dx in -search..=search {
+                // Only candidates inside the image; blocks use mirrored data at the borders.
+                let (qi, qj) = (i + dy, j + dx);
+                if qi < 0 || qj < 0 || qi >= ny as i64 || qj >= nx as i64 {
+                    continue;
+                }
                 let mut d = 0.0;
                 for u in -r..=r {
                     for v in -r..=r {
