@@ -67,10 +67,7 @@ fn scores(c: &Case, est: &Array2<f32>) -> (f64, f64) {
     (p, s)
 }
 
-/// `psnr_preset_columns`: whether the PSNR preset must also improve the columns (at 100
-/// counts/px the noisy columns are already at 0.05 px and the PSNR preset keeps them there;
-/// the precision preset is the one for positions).
-fn run(dose: f64, min_psnr_gain_db: f64, min_ssim_gain: f64, psnr_preset_columns: bool) {
+fn run(dose: f64, min_psnr_gain_db: f64, min_ssim_gain: f64) {
     let c = case(dose);
     let (p0, s0) = scores(&c, &c.noisy);
     let (rms0, rec0) = columns(&c.noisy, &c.truth);
@@ -109,15 +106,15 @@ fn run(dose: f64, min_psnr_gain_db: f64, min_ssim_gain: f64, psnr_preset_columns
 
 #[test]
 fn dose_5() {
-    run(5.0, 12.0, 0.33, true);
+    run(5.0, 12.0, 0.33);
 }
 
 #[test]
 fn dose_20() {
-    run(20.0, 10.0, 0.15, true);
+    run(20.0, 10.0, 0.15);
 }
 
 #[test]
 fn dose_100() {
-    run(100.0, 7.5, 0.038, false);
+    run(100.0, 7.5, 0.038);
 }
