@@ -21,8 +21,10 @@
 //! denoised, but only candidates `q` inside the image contribute (mirrored data does not follow
 //! the lattice).
 //!
-//! `h` is chosen by SURE (Stein 1981) in the Anscombe domain (σ = 1):
-//! `R(h) = ‖f_h(z) − z‖²/N − 1 + 2·div f_h(z)/N`, with the exact NLM divergence
+//! `h` is chosen by SURE (Stein 1981) in the Anscombe domain, with the per-pixel noise variance
+//! `σ_p² = Var[A(Y)]` of Poisson counts at a local mean (a 1 px Gaussian blur of the counts;
+//! ≈ 1 above ~4 counts, smaller below):
+//! `R(h) = Σ_p [(f_p − z_p)² − σ_p² + 2σ_p²·∂f_p/∂z_p] / N`, with the exact NLM divergence
 //! `∂f_p/∂z_p = (1 − Σ_q (∂D_pq/∂z_p)·w_pq·(z_q − f_p)/(n h²)) / Σ_q w_pq` (Van De Ville &
 //! Kocher 2009), evaluated for 8 values of `h` at once (`w(h_k) = w(h_max)^{2^k}`) on every
 //! eighth row band, and refined by a parabola in `ln h`.
@@ -184,6 +186,34 @@ pub struct NlmReport {
 pub struct Nlm {
     config: NlmConfig,
     inverse: ExactUnbiasedInverse,
+    /// `Var[A(Y)]` for `Y ~ Poisson(λ)`, `λ = 0, 0.05, …, 50` (SURE's per-pixel noise variance).
+    anscombe_var: Vec<f64>,
+}
+
+/// Step and end (counts) of the `Var[A(Y)]` table.
+const VAR_STEP: f64 = 0.05;
+const VAR_END: f64 = 50.0;
+
+/// `Var[A(Y)] = E[A²] − E[A]² = 4λ + 3/2 − E[A]²` on the table grid (→ 1 for large `λ`).
+fn anscombe_variance_table() -> Vec<f64> {
+    let n = (VAR_END / VAR_STEP).round() as usize;
+    (0..=n)
+        .map(|i| {
+            let l = i as f64 * VAR_STEP;
+            match stem_core::noise::expected_anscombe(l) {
+                Ok(e) => (4.0 * l + 1.5 - e * e).max(0.0),
+                Err(_) => 1.0,
+            }
+        })
+        .collect()
+}
+
+/// Linear interpolation in the `Var[A(Y)]` table (the last value above its end).
+fn anscombe_variance(table: &[f64], lambda: f64) -> f64 {
+    let x = (lambda.max(0.0) / VAR_STEP).min((table.len() - 1) as f64);
+    let i = (x.floor() as usize).min(table.len().saturating_sub(2));
+    let t = x - i as f64;
+    table[i] * (1.0 - t) + table[(i + 1).min(table.len() - 1)] * t
 }
 
 /// Rows per parallel band.
@@ -248,6 +278,7 @@ impl Nlm {
         Ok(Nlm {
             config,
             inverse: ExactUnbiasedInverse::new(),
+            anscombe_var: anscombe_variance_table(),
         })
     }
 
@@ -288,7 +319,14 @@ impl Nlm {
             FilterStrength::Fixed(h) => h,
             FilterStrength::Sure { scale } => {
                 let plan = Plan::new(z.view(), None, z.view(), r, &groups);
-                sure = cfg.parallelism.install(|| plan.sure(progress))??;
+                // Per-pixel Anscombe noise variance at a local mean estimate (σ = 1 px blur):
+                // below ~4 counts it is clearly below 1, which SURE must know.
+                let local = stem_core::filters::gaussian_blur(data, 1.0, 4.0)?;
+                let var =
+                    local.mapv(|l| anscombe_variance(&self.anscombe_var, f64::from(l)) as f32);
+                sure = cfg
+                    .parallelism
+                    .install(|| plan.sure(var.view(), progress))??;
                 scale * sure_minimum(&sure)
             }
         };
@@ -729,7 +767,11 @@ impl<'g> Plan<'g> {
 
     /// SURE risk per pixel for the grid `h_k = H_MAX/√m_k` (Anscombe domain, σ = 1, offset 2),
     /// on every `SURE_STRIDE`-th band. Returns `(h_k, risk_k)`.
-    fn sure(&self, progress: &dyn Progress) -> Result<Vec<(f64, f64)>> {
+    fn sure(
+        &self,
+        var: ndarray::ArrayView2<'_, f32>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<(f64, f64)>> {
         let (ny, nx) = (self.ny, self.nx);
         let bands: Vec<usize> = (0..self.n_bands()).step_by(SURE_STRIDE).collect();
         progress.start("nlm: SURE", bands.len() as u64);
@@ -783,7 +825,8 @@ impl<'g> Plan<'g> {
                             let f = s1 / s0;
                             let div = (1.0 - (g1 - f * g0) / (n * h2)) / s0;
                             let e = f - f64::from(zp[j]);
-                            *rk += e * e - 1.0 + 2.0 * div;
+                            let v = f64::from(var[[y0 + i, j]]);
+                            *rk += e * e - v + 2.0 * v * div;
                         }
                     }
                 }

@@ -246,7 +246,8 @@ fn sure_tracks_the_true_risk() {
     let ez = lambda.mapv(|l| stem_core::noise::expected_anscombe(l).unwrap());
     let groups = search_groups(SearchSet::Local { radius_px: 3 }, None);
     let plan = Plan::new(z.view(), None, z.view(), 1, &groups);
-    let sure = plan.sure(&NoProgress).unwrap();
+    let ones = Array2::from_elem((ny, nx), 1.0f32);
+    let sure = plan.sure(ones.view(), &NoProgress).unwrap();
     let mut trues = Vec::new();
     for &(h, risk) in &sure {
         let f = plan.filter(h, 2.0, &NoProgress).unwrap();
@@ -269,4 +270,15 @@ fn sure_tracks_the_true_risk() {
         argmin(&trues),
         "SURE {risks:?} vs true {trues:?}"
     );
+}
+
+#[test]
+fn anscombe_variance_is_one_for_large_counts_and_smaller_for_small() {
+    let t = anscombe_variance_table();
+    // Var[A] → 1 + O(1/λ²) (Anscombe 1948); at λ = 50 within 1e-3.
+    assert!((anscombe_variance(&t, 50.0) - 1.0).abs() < 1e-3);
+    assert!((anscombe_variance(&t, 1e6) - 1.0).abs() < 1e-3);
+    assert!(anscombe_variance(&t, 0.0).abs() < 1e-12);
+    let v1 = anscombe_variance(&t, 1.0);
+    assert!(v1 > 0.3 && v1 < 0.95, "{v1}");
 }
