@@ -86,3 +86,57 @@ pub fn run(args: &DenoiseArgs, quiet: bool) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stem_core::synth::{LatticeImageConfig, UnitCell2D};
+
+    fn args(dir: &std::path::Path, method: Method, out: &str) -> DenoiseArgs {
+        DenoiseArgs {
+            input: dir.join("in.npy"),
+            output: dir.join(out),
+            method,
+            preset: PresetArg::Psnr,
+            sigma: 1.0,
+            radius: 1,
+        }
+    }
+
+    #[test]
+    fn denoises_an_npy_lattice_and_rejects_3d_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let clean = LatticeImageConfig {
+            shape: [128, 128],
+            ..LatticeImageConfig::new(UnitCell2D::square(3.0, 40))
+        }
+        .render()
+        .unwrap()
+        .image;
+        let noisy = stem_core::noise::add_poisson_noise(
+            clean.view(),
+            stem_core::noise::Dose::CountsPerPixel(20.0),
+            3,
+        )
+        .unwrap();
+        npy::write_npy(dir.path().join("in.npy"), noisy.data()).unwrap();
+        run(&args(dir.path(), Method::Nlm, "out.npy"), true).unwrap();
+        let out = npy::read_npy_f32(dir.path().join("out.npy")).unwrap();
+        assert_eq!(out.shape(), &[128, 128]);
+        // Denoised counts keep the mean dose (20 counts/px) to within 2 %.
+        let mean = out.iter().map(|&v| f64::from(v)).sum::<f64>() / out.len() as f64;
+        assert!((mean - 20.0).abs() < 0.4, "{mean}");
+        run(&args(dir.path(), Method::Median, "out.png"), true).unwrap();
+        assert!(dir.path().join("out.png").exists());
+
+        npy::write_npy(
+            dir.path().join("in.npy"),
+            &ndarray::Array3::<f32>::zeros((2, 8, 8)),
+        )
+        .unwrap();
+        assert!(matches!(
+            run(&args(dir.path(), Method::Gaussian, "x.npy"), true),
+            Err(CliError::Argument(_))
+        ));
+    }
+}
