@@ -6,6 +6,7 @@
 
 mod dataset;
 mod demo;
+mod denoise;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Labelled datasets from reproducible recipes (`stem dataset generate RECIPE OUT`).
     Dataset(dataset::DatasetArgs),
+    /// Denoise a 2-D count image (NPY in; NPY or PNG out).
+    Denoise(denoise::DenoiseArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.quiet),
         Command::Dataset(args) => dataset::run(&args, cli.quiet),
+        Command::Denoise(args) => denoise::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +73,9 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// An error from stem-denoise.
+    #[error(transparent)]
+    Denoise(#[from] stem_denoise::Error),
     /// A bad command-line value.
     #[error("invalid argument: {0}")]
     Argument(String),

@@ -96,6 +96,13 @@ pub enum Error {
     /// A thread pool could not be built.
     #[error("thread pool: {0}")]
     ThreadPool(String),
+    /// No crystal lattice could be found in an image (see
+    /// [`estimate_lattice`](crate::lattice::estimate_lattice)).
+    #[error("no lattice found: {reason}")]
+    LatticeNotFound {
+        /// Why, with the numbers.
+        reason: crate::lattice::LatticeFailure,
+    },
 }
 
 /// `Result` with [`Error`].
