@@ -1,8 +1,17 @@
-//! # stem-tensor (planned)
+//! # stem-tensor
 //!
-//! Will hold tensor denoising of hypercubes (mode-n unfolding, truncated HOSVD, HOOI, STAT-SVD,
-//! PCA baseline) with Poisson-aware scaling and automatic ranks, driven out of core through
-//! `stem_core::frame_source::FrameSource`, plus chunked 4D-STEM analysis (virtual detectors,
-//! PACBED, centre of mass, symmetry maps).
+//! Tensor denoising of hypercubes and 4D-STEM analysis.
 //!
-//! Nothing is implemented yet; see the project issues.
+//! * [`dense`]: mode-n unfolding, folding, products and Gram matrices of N-d arrays.
+//! * [`linalg`]: faer-based symmetric eigensolver, leading singular subspaces through the Gram
+//!   matrix of the smaller side, randomized range finder / SVD.
+//! * [`tucker`]: sequentially truncated HOSVD and HOOI.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
+#![deny(missing_docs)]
+
+pub mod dense;
+pub mod error;
+pub mod linalg;
+pub mod tucker;
+
+pub use error::{Error, Result};
