@@ -6,12 +6,21 @@
 //! * [`linalg`]: faer-based symmetric eigensolver, leading singular subspaces through the Gram
 //!   matrix of the smaller side, randomized range finder / SVD.
 //! * [`tucker`]: sequentially truncated HOSVD and HOOI.
+//! * [`poisson`]: Keenan–Kotula Poisson scaling and Poisson surrogate noise.
+//! * [`ranks`]: automatic ranks by projected parallel analysis, with scree data.
+//! * [`denoise`]: the hypercube denoiser (layout, scaling, ranks, HOOI) and the matrix PCA
+//!   baseline.
+//! * [`synth`]: synthetic low-rank 4D-STEM cubes with known truth.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
 #![deny(missing_docs)]
 
+pub mod denoise;
 pub mod dense;
 pub mod error;
 pub mod linalg;
+pub mod poisson;
+pub mod ranks;
+pub mod synth;
 pub mod tucker;
 
 pub use error::{Error, Result};

@@ -209,7 +209,7 @@ pub fn hooi(
     config: &TuckerConfig,
     progress: &dyn Progress,
 ) -> Result<Tucker> {
-    if !(config.tolerance >= 0.0) {
+    if config.tolerance.is_nan() || config.tolerance < 0.0 {
         return Err(Error::invalid(
             "tolerance",
             format!("must be >= 0, got {}", config.tolerance),
