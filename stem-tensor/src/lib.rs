@@ -10,6 +10,7 @@
 //! * [`ranks`]: automatic ranks by projected parallel analysis, with scree data.
 //! * [`denoise`]: the hypercube denoiser (layout, scaling, ranks, HOOI) and the matrix PCA
 //!   baseline.
+//! * [`fourd`]: chunked 4D-STEM analysis: virtual detectors, PACBED, centre of mass, symmetry maps.
 //! * [`synth`]: synthetic low-rank 4D-STEM cubes with known truth.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@
 pub mod denoise;
 pub mod dense;
 pub mod error;
+pub mod fourd;
 pub mod linalg;
 pub mod poisson;
 pub mod ranks;
