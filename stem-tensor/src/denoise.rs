@@ -277,8 +277,9 @@ impl TensorDenoiser {
 
 /// Matrix PCA baseline: rank-`rank` truncated SVD of the `n_nav × n_sig` matrix, optionally
 /// with Keenan–Kotula scaling (= hyperspy's `decomposition(normalize_poissonian_noise=True)`
-/// followed by a `rank`-component model). Computed as the 2-way ST-HOSVD with ranks
-/// `(rank, rank)`, i.e. `U Uᵀ Y` through the Gram matrix of the smaller side.
+/// followed by a `rank`-component model): `U Uᵀ Y` with `U` the top-`rank` left singular
+/// vectors from the randomized SVD ([`crate::linalg::randomized_svd`], 10 oversampling columns,
+/// 4 power iterations).
 ///
 /// # Errors
 /// [`Error::InvalidRank`] if `rank` exceeds `min(n_nav, n_sig)` or is 0; data errors as
@@ -298,10 +299,18 @@ pub fn pca_denoise(
     } else {
         None
     };
-    let y = ArrayD::from_shape_vec(IxDyn(&[n_nav, n_sig]), data)
+    crate::tucker::validate_ranks(&[n_nav, n_sig], &[rank, rank])?;
+    let y = ndarray::Array2::from_shape_vec((n_nav, n_sig), data)
         .map_err(|e| Error::invalid("hypercube", e.to_string()))?;
-    let tk = st_hosvd(y.view(), &[rank, rank], &stem_core::NoProgress)?;
-    let mut xs = tk.reconstruct()?.into_raw_vec_and_offset().0;
+    // Randomized range finder (4 power iterations): the 4096 × 4096 eigenproblem of the Gram
+    // route would dominate for square matrices.
+    let q =
+        crate::linalg::randomized_svd(y.view(), rank, &crate::linalg::RandomizedConfig::default())?
+            .u;
+    let qt_y = crate::linalg::matmul(q.t(), y.view())?;
+    let mut xs = crate::linalg::matmul(q.view(), qt_y.view())?
+        .into_raw_vec_and_offset()
+        .0;
     if let Some(w) = scaling {
         w.unscale_rows(0, &mut xs);
     }
