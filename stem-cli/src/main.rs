@@ -8,6 +8,7 @@ mod dataset;
 mod demo;
 mod denoise;
 mod progress;
+mod tensor;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ enum Command {
     Dataset(dataset::DatasetArgs),
     /// Denoise a 2-D count image (NPY in; NPY or PNG out).
     Denoise(denoise::DenoiseArgs),
+    /// Tensor (Tucker) denoising of hypercubes and 4D-STEM symmetry maps.
+    Tensor(tensor::TensorArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args, cli.quiet),
         Command::Dataset(args) => dataset::run(&args, cli.quiet),
         Command::Denoise(args) => denoise::run(&args, cli.quiet),
+        Command::Tensor(args) => tensor::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +68,9 @@ pub enum CliError {
     /// An error from stem-sim.
     #[error(transparent)]
     Sim(#[from] stem_sim::Error),
+    /// An error from stem-tensor.
+    #[error(transparent)]
+    Tensor(#[from] stem_tensor::Error),
     /// Writing an output failed.
     #[error("cannot write {path}: {source}")]
     Write {

@@ -1,8 +1,28 @@
-//! # stem-tensor (planned)
+//! # stem-tensor
 //!
-//! Will hold tensor denoising of hypercubes (mode-n unfolding, truncated HOSVD, HOOI, STAT-SVD,
-//! PCA baseline) with Poisson-aware scaling and automatic ranks, driven out of core through
-//! `stem_core::frame_source::FrameSource`, plus chunked 4D-STEM analysis (virtual detectors,
-//! PACBED, centre of mass, symmetry maps).
+//! Tensor denoising of hypercubes and 4D-STEM analysis.
 //!
-//! Nothing is implemented yet; see the project issues.
+//! * [`dense`]: mode-n unfolding, folding, products and Gram matrices of N-d arrays.
+//! * [`linalg`]: faer-based symmetric eigensolver, leading singular subspaces through the Gram
+//!   matrix of the smaller side, randomized range finder / SVD.
+//! * [`tucker`]: sequentially truncated HOSVD and HOOI.
+//! * [`poisson`]: Keenan–Kotula Poisson scaling and Poisson surrogate noise.
+//! * [`ranks`]: automatic ranks by projected parallel analysis, with scree data.
+//! * [`denoise`]: the hypercube denoiser (layout, scaling, ranks, HOOI) and the matrix PCA
+//!   baseline.
+//! * [`fourd`]: chunked 4D-STEM analysis: virtual detectors, PACBED, centre of mass, symmetry maps.
+//! * [`synth`]: synthetic low-rank 4D-STEM cubes with known truth.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
+#![deny(missing_docs)]
+
+pub mod denoise;
+pub mod dense;
+pub mod error;
+pub mod fourd;
+pub mod linalg;
+pub mod poisson;
+pub mod ranks;
+pub mod synth;
+pub mod tucker;
+
+pub use error::{Error, Result};

@@ -1,0 +1,162 @@
+//! `stem tensor`: Tucker denoising of hypercubes and 4D-STEM symmetry maps.
+//!
+//! * `stem tensor denoise IN.npy OUT.npy --ranks auto|r1,r2,r3[,r4] [--nav-dims 2]
+//!   [--no-poisson] [--full]`: HOOI denoising (Keenan–Kotula scaling, automatic ranks by
+//!   projected parallel analysis); prints the ranks and writes the scree data next to OUT as
+//!   `OUT.scree.json`.
+//! * `stem tensor symmetry IN.npy OUT_DIR`: rotational (n = 2, 3, 4, 6) and mirror symmetry maps
+//!   of a 4D-STEM cube `[scan_y, scan_x, k_y, k_x]`, written as `sym_n{n}.npy` and `mirror.npy`.
+
+use crate::CliError;
+use crate::progress::Bar;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use stem_core::Hypercube;
+use stem_core::frame_source::InMemorySource;
+use stem_core::io::npy;
+use stem_tensor::denoise::{DenoiseConfig, Layout, Ranks, TensorDenoiser};
+use stem_tensor::fourd::{SymmetryConfig, symmetry_maps};
+
+/// `stem tensor` subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum TensorCommand {
+    /// Tucker (HOOI) denoising of a hypercube stored as NPY.
+    Denoise(DenoiseArgs),
+    /// Rotational and mirror symmetry maps of a 4D-STEM cube stored as NPY.
+    Symmetry(SymmetryArgs),
+}
+
+/// Options of `stem tensor`.
+#[derive(Args, Debug, Clone)]
+pub struct TensorArgs {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: TensorCommand,
+}
+
+/// Options of `stem tensor denoise`.
+#[derive(Args, Debug, Clone)]
+pub struct DenoiseArgs {
+    /// Input NPY (counts), e.g. `[scan_y, scan_x, k_y, k_x]`.
+    pub input: PathBuf,
+    /// Output NPY (f32, same shape).
+    pub output: PathBuf,
+    /// `auto` or comma-separated ranks, one per tensor mode.
+    #[arg(long, default_value = "auto")]
+    pub ranks: String,
+    /// Number of leading navigation axes.
+    #[arg(long, default_value_t = 2)]
+    pub nav_dims: usize,
+    /// Disable Keenan–Kotula Poisson scaling (for data that are not counts).
+    #[arg(long)]
+    pub no_poisson: bool,
+    /// Keep every signal axis as its own mode instead of flattening the signal.
+    #[arg(long)]
+    pub full: bool,
+}
+
+/// Options of `stem tensor symmetry`.
+#[derive(Args, Debug, Clone)]
+pub struct SymmetryArgs {
+    /// Input NPY `[scan_y, scan_x, k_y, k_x]`.
+    pub input: PathBuf,
+    /// Output folder (created if missing).
+    pub out_dir: PathBuf,
+    /// Mirror-axis angles in [0, 180°).
+    #[arg(long, default_value_t = 36)]
+    pub mirror_angles: usize,
+}
+
+fn parse_ranks(s: &str) -> Result<Ranks, CliError> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Ranks::Auto);
+    }
+    s.split(',')
+        .map(|t| t.trim().parse::<usize>())
+        .collect::<Result<Vec<_>, _>>()
+        .map(Ranks::Fixed)
+        .map_err(|e| CliError::Argument(format!("--ranks {s:?}: {e}")))
+}
+
+/// Runs `stem tensor ...`.
+pub fn run(args: &TensorArgs, quiet: bool) -> Result<(), CliError> {
+    let bar = Bar::new(quiet);
+    match &args.command {
+        TensorCommand::Denoise(a) => {
+            let data = npy::read_npy_f32(&a.input)?;
+            let cube = Hypercube::new(data, a.nav_dims)?;
+            let config = DenoiseConfig {
+                ranks: parse_ranks(&a.ranks)?,
+                poisson_scaling: !a.no_poisson,
+                layout: if a.full {
+                    Layout::Full
+                } else {
+                    Layout::FlattenSignal
+                },
+                ..Default::default()
+            };
+            let result = TensorDenoiser::new(config)?.run(cube.view(), &bar)?;
+            bar.finish();
+            npy::write_npy(&a.output, &result.denoised)?;
+            let scree: Vec<_> = result
+                .scree
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "ranks_in": r.ranks_in,
+                        "ranks_out": r.ranks_out,
+                        "modes": r.modes.iter().map(|m| serde_json::json!({
+                            "mode": m.mode,
+                            "threshold": m.threshold,
+                            "singular_values": m.singular_values,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let summary = serde_json::json!({
+                "tensor_shape": result.tensor_shape,
+                "ranks": result.ranks,
+                "sweeps": result.sweeps,
+                "scree": scree,
+            });
+            let mut path = a.output.clone().into_os_string();
+            path.push(".scree.json");
+            let path = PathBuf::from(path);
+            std::fs::write(&path, summary.to_string())
+                .map_err(|source| CliError::Write { path, source })?;
+            println!(
+                "tensor {:?}, ranks {:?}, {} HOOI sweeps -> {}",
+                result.tensor_shape,
+                result.ranks,
+                result.sweeps,
+                a.output.display()
+            );
+        }
+        TensorCommand::Symmetry(a) => {
+            let data = npy::read_npy_f32(&a.input)?;
+            let cube = Hypercube::new(data, 2)?;
+            let source = InMemorySource::new(cube.view());
+            let config = SymmetryConfig {
+                mirror_angles: a.mirror_angles,
+                ..Default::default()
+            };
+            let maps = symmetry_maps(&source, &config, &bar)?;
+            bar.finish();
+            std::fs::create_dir_all(&a.out_dir).map_err(|source| CliError::Write {
+                path: a.out_dir.clone(),
+                source,
+            })?;
+            for (n, m) in &maps.rotational {
+                npy::write_npy(
+                    a.out_dir.join(format!("sym_n{n}.npy")),
+                    &m.mapv(|v| v as f32),
+                )?;
+            }
+            if let Some(m) = &maps.mirror {
+                npy::write_npy(a.out_dir.join("mirror.npy"), &m.mapv(|v| v as f32))?;
+            }
+            println!("symmetry maps -> {}", a.out_dir.display());
+        }
+    }
+    Ok(())
+}
