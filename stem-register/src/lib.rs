@@ -1,8 +1,21 @@
-//! # stem-register (planned)
+//! # stem-register
 //!
-//! Will hold image-series registration: phase correlation with upsampled-DFT sub-pixel
-//! refinement (Guizar-Sicairos et al. 2008), non-rigid NCC + H¹ registration in the manner of
-//! Berkels et al. (match-series), a scan-line distortion model, and atom-column positions with
-//! uncertainties and bond-length statistics on the registered average.
+//! Registration of STEM image series and atom-column positions on the registered average.
 //!
-//! Nothing is implemented yet; see the project issues.
+//! * [`rigid`]: cross-correlation of Gaussian-smoothed images with the upsampled-DFT sub-pixel
+//!   refinement (Guizar-Sicairos et al., Opt. Lett. 33 (2008) 156) and series alignment against
+//!   an evolving leave-one-out reference.
+//! * [`warp`]: displacement fields, warping (nearest, bilinear, bicubic), per-pixel mean,
+//!   median and frame counts.
+//!
+//! Conventions (ARCHITECTURE.md): images are `[y, x]`, series `[frame, y, x]`; a shift or
+//! displacement `[dy, dx]` (px) is how far the moving image must move to land on the reference,
+//! so a warped frame is `warped(p) = moving(p − d(p))`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
+
+pub mod error;
+mod interp;
+pub mod rigid;
+pub mod warp;
+
+pub use error::{Error, Result};
