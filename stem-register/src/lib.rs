@@ -7,6 +7,10 @@
 //!   an evolving leave-one-out reference.
 //! * [`warp`]: displacement fields, warping (nearest, bilinear, bicubic), per-pixel mean,
 //!   median and frame counts.
+//! * [`scanline`]: the scan-line distortion model (one shift per row, smooth along the slow
+//!   axis), fitted by Gauss–Newton with an exact block-tridiagonal solve.
+//! * [`series`]: the whole pipeline: rigid pre-alignment, non-rigid model against an evolving
+//!   reference, bias removal, mean / median / counts.
 //!
 //! Conventions (ARCHITECTURE.md): images are `[y, x]`, series `[frame, y, x]`; a shift or
 //! displacement `[dy, dx]` (px) is how far the moving image must move to land on the reference,
@@ -16,6 +20,8 @@
 pub mod error;
 mod interp;
 pub mod rigid;
+pub mod scanline;
+pub mod series;
 pub mod warp;
 
 pub use error::{Error, Result};
