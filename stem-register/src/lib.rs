@@ -11,12 +11,17 @@
 //!   axis), fitted by Gauss–Newton with an exact block-tridiagonal solve.
 //! * [`series`]: the whole pipeline: rigid pre-alignment, non-rigid model against an evolving
 //!   reference, bias removal, mean / median / counts.
+//! * [`atoms`]: column positions with uncertainties on the average, lattice fit, bond lengths
+//!   and their changes with error bars.
 //!
 //! Conventions (ARCHITECTURE.md): images are `[y, x]`, series `[frame, y, x]`; a shift or
 //! displacement `[dy, dx]` (px) is how far the moving image must move to land on the reference,
 //! so a warped frame is `warped(p) = moving(p − d(p))`.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
+// Small fixed-size linear algebra (2×2, 3×3 blocks) reads better with index loops.
+#![allow(clippy::needless_range_loop)]
 
+pub mod atoms;
 pub mod error;
 mod interp;
 pub mod rigid;

@@ -239,15 +239,44 @@ pub fn fit_row_shifts(
     }
     check_finite("reference", reference.data().iter())?;
     check_finite("frame", frame.data().iter())?;
+    let refs = blurred_references(reference, &config.smoothing_sigmas_px)?;
+    fit_prepared(&refs, frame, init, config)
+}
+
+/// The reference blurred at every σ of the schedule (computed once, shared by all frames).
+pub(crate) fn blurred_references(
+    reference: ImageView<'_, f32>,
+    sigmas: &[f64],
+) -> Result<Vec<Array2<f32>>> {
+    sigmas
+        .iter()
+        .map(|&sigma| {
+            if sigma > 0.0 {
+                Ok(stem_core::filters::gaussian_blur(
+                    reference.data(),
+                    sigma,
+                    4.0,
+                )?)
+            } else {
+                Ok(reference.data().to_owned())
+            }
+        })
+        .collect()
+}
+
+/// [`fit_row_shifts`] with the blurred references precomputed (validated inputs).
+pub(crate) fn fit_prepared(
+    refs: &[Array2<f32>],
+    frame: ImageView<'_, f32>,
+    init: &RowShifts,
+    config: &ScanLineConfig,
+) -> Result<RowShifts> {
     let mut shifts = init.clone();
-    for &sigma in &config.smoothing_sigmas_px {
-        let (r, f) = if sigma > 0.0 {
-            (
-                stem_core::filters::gaussian_blur(reference.data(), sigma, 4.0)?,
-                stem_core::filters::gaussian_blur(frame.data(), sigma, 4.0)?,
-            )
+    for (r, &sigma) in refs.iter().zip(&config.smoothing_sigmas_px) {
+        let f = if sigma > 0.0 {
+            stem_core::filters::gaussian_blur(frame.data(), sigma, 4.0)?
         } else {
-            (reference.data().to_owned(), frame.data().to_owned())
+            frame.data().to_owned()
         };
         fit_level(r.view(), f.view(), &mut shifts, config);
     }

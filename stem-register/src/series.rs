@@ -7,7 +7,7 @@
 //!    (peer-benchmarks.md §4).
 //! 2. The reference is the mean of the rigidly aligned frames.
 //! 3. `reference_passes` times: every frame's non-rigid model is fitted against the current
-//!    reference ([`fit_row_shifts`] for [`NonRigidModel::ScanLine`]); the common part of the
+//!    reference ([`fit_row_shifts`](crate::scanline::fit_row_shifts) for [`NonRigidModel::ScanLine`]); the common part of the
 //!    fields (their per-row mean over the frames, minus its overall mean) is removed, as
 //!    match-series' bias removal does, so that the result is not in the distorted coordinates of
 //!    the first reference but in the frames' average geometry (to first order in the
@@ -32,7 +32,7 @@
 
 use crate::error::{Error, Result, check_cancel};
 use crate::rigid::{RigidSeries, SeriesRigidConfig, align_series_rigid};
-use crate::scanline::{RowShifts, ScanLineConfig, fit_row_shifts};
+use crate::scanline::{RowShifts, ScanLineConfig, blurred_references, fit_prepared};
 use crate::warp::{Average, AverageConfig, DisplacementField, average_series};
 use ndarray::{ArrayView3, Axis};
 use rayon::prelude::*;
@@ -153,14 +153,17 @@ pub fn register_series(
                 }
             };
             progress.start(&format!("scan-line pass {}", pass + 1), n as u64);
-            let refv = ImageView::new(reference.view());
+            let refs = blurred_references(
+                ImageView::new(reference.view()),
+                &level_cfg.smoothing_sigmas_px,
+            )?;
             row_shifts = config.average.parallelism.install(|| {
                 (0..n)
                     .into_par_iter()
                     .map(|k| {
                         check_cancel(progress)?;
-                        let fit = fit_row_shifts(
-                            refv,
+                        let fit = fit_prepared(
+                            &refs,
                             ImageView::new(frames.index_axis(Axis(0), k)),
                             &row_shifts[k],
                             &level_cfg,

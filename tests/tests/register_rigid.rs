@@ -2,6 +2,8 @@
 //! peer-benchmarks.md §1.6 (20 frames of 512², 10 counts/px, rigid shifts ±12 px, row jitter,
 //! shear and stretch, amorphous disc).
 
+#![allow(clippy::needless_range_loop)]
+
 use stem_core::NoProgress;
 use stem_register::rigid::{SeriesRigidConfig, align_series_rigid};
 use stem_tests::series::{SeriesConfig, generate_series};
