@@ -6,6 +6,7 @@
 
 mod demo;
 mod progress;
+mod register;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the end-to-end demonstration on built-in defaults (no input needed).
     Demo(demo::DemoArgs),
+    /// Register an image series (rigid + scan-line), average it and tabulate atom positions.
+    Register(register::RegisterArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.quiet),
+        Command::Register(args) => register::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +57,9 @@ pub enum CliError {
     /// An error from stem-core.
     #[error(transparent)]
     Core(#[from] stem_core::Error),
+    /// An error from stem-register.
+    #[error(transparent)]
+    Register(#[from] stem_register::Error),
     /// Writing an output failed.
     #[error("cannot write {path}: {source}")]
     Write {
