@@ -15,6 +15,8 @@
 //! This file only depends on stem-core, ndarray and the rand crates so that benchmark
 //! examples can include it with `#[path]`.
 
+#![allow(clippy::needless_range_loop)]
+
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -368,5 +370,124 @@ pub fn generate_series(cfg: &SeriesConfig) -> GeneratedSeries {
         row_v,
         heavy_columns: heavy,
         light_columns: light,
+    }
+}
+
+/// Residual of estimated reference-row fields against the truth (see
+/// [`GeneratedSeries::field_residual`]).
+#[derive(Clone, Debug)]
+pub struct FieldResidual {
+    /// RMS (px) over frames, rows (inside the border) and both components.
+    pub rms_px: f64,
+    /// The fitted constant gauge `G` (px): `est_k(Y) ≈ truth_k(Y + G_y) − G (+ common(Y))`.
+    pub offset: [f64; 2],
+    /// The common per-row part removed (zeros when not requested), per reference row.
+    pub common: Vec<[f64; 2]>,
+}
+
+fn lerp_rows(a: &[f64], y: f64) -> f64 {
+    let y = y.clamp(0.0, (a.len() - 1) as f64);
+    let i = (y.floor() as usize).min(a.len() - 2);
+    let t = y - i as f64;
+    a[i] * (1.0 - t) + a[i + 1] * t
+}
+
+impl GeneratedSeries {
+    /// Compares estimated reference-row fields `est[k] = (dy(Y), dx(Y))` (any gauge) with the
+    /// truth after fitting the unidentifiable gauge: a constant offset (the reference's absolute
+    /// position) and, when `common`, the per-row mean error over the frames (the mean distortion
+    /// of the realised frames, which no registration can see). Rows within `border` of the
+    /// edges are left out.
+    pub fn field_residual(
+        &self,
+        est: &[(Vec<f64>, Vec<f64>)],
+        common: bool,
+        border: usize,
+    ) -> FieldResidual {
+        let n = est.len();
+        let ny = est[0].0.len();
+        let truth: Vec<(Vec<f64>, Vec<f64>)> = (0..n).map(|k| self.true_row_field(k)).collect();
+        let mut g = [0.0f64; 2];
+        for _ in 0..6 {
+            let mut acc = [0.0; 2];
+            let mut cnt = 0.0;
+            for k in 0..n {
+                for y in border..ny - border {
+                    let yt = y as f64 + g[0];
+                    acc[0] += lerp_rows(&truth[k].0, yt) - est[k].0[y];
+                    acc[1] += lerp_rows(&truth[k].1, yt) - est[k].1[y];
+                    cnt += 1.0;
+                }
+            }
+            g = [acc[0] / cnt, acc[1] / cnt];
+        }
+        let mut e = vec![vec![[0.0f64; 2]; ny]; n];
+        for k in 0..n {
+            for y in border..ny - border {
+                let yt = y as f64 + g[0];
+                e[k][y] = [
+                    est[k].0[y] - (lerp_rows(&truth[k].0, yt) - g[0]),
+                    est[k].1[y] - (lerp_rows(&truth[k].1, yt) - g[1]),
+                ];
+            }
+        }
+        let mut common_part = vec![[0.0f64; 2]; ny];
+        if common {
+            for y in border..ny - border {
+                let m = [
+                    (0..n).map(|k| e[k][y][0]).sum::<f64>() / n as f64,
+                    (0..n).map(|k| e[k][y][1]).sum::<f64>() / n as f64,
+                ];
+                for ek in e.iter_mut() {
+                    ek[y][0] -= m[0];
+                    ek[y][1] -= m[1];
+                }
+                common_part[y] = m;
+            }
+        }
+        let mut acc = 0.0;
+        let mut cnt = 0.0;
+        for ek in &e {
+            for v in &ek[border..ny - border] {
+                acc += v[0].powi(2) + v[1].powi(2);
+                cnt += 2.0;
+            }
+        }
+        FieldResidual {
+            rms_px: (acc / cnt).sqrt(),
+            offset: g,
+            common: common_part,
+        }
+    }
+
+    /// The estimated fields moved into specimen coordinates with the gauge of `res`:
+    /// `est_k(Y − G_y) + G − common(Y − G_y)`. An average made with them lies in specimen
+    /// coordinates like the true-field average, so the two can be compared pixel by pixel.
+    pub fn gauge_corrected(
+        &self,
+        est: &[(Vec<f64>, Vec<f64>)],
+        res: &FieldResidual,
+    ) -> Vec<(Vec<f64>, Vec<f64>)> {
+        let cy: Vec<f64> = res.common.iter().map(|c| c[0]).collect();
+        let cx: Vec<f64> = res.common.iter().map(|c| c[1]).collect();
+        let g = res.offset;
+        est.iter()
+            .map(|(dy, dx)| {
+                let ny = dy.len();
+                let fy = (0..ny)
+                    .map(|y| {
+                        let q = y as f64 - g[0];
+                        lerp_rows(dy, q) + g[0] - lerp_rows(&cy, q)
+                    })
+                    .collect();
+                let fx = (0..ny)
+                    .map(|y| {
+                        let q = y as f64 - g[0];
+                        lerp_rows(dx, q) + g[1] - lerp_rows(&cx, q)
+                    })
+                    .collect();
+                (fy, fx)
+            })
+            .collect()
     }
 }

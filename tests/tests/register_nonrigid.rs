@@ -9,75 +9,7 @@ use stem_core::NoProgress;
 use stem_core::metrics::psnr;
 use stem_register::series::{SeriesConfig, register_series};
 use stem_register::warp::{AverageConfig, DisplacementField, Interpolation, average_series, warp};
-use stem_tests::series::{GeneratedSeries, SeriesConfig as GenConfig, generate_series};
-
-/// Residual RMS (px) of the estimated reference-row fields against the truth, after fitting
-/// the unidentifiable gauge: a constant offset G (the reference's absolute position) and,
-/// optionally, the common per-row part (the mean distortion of the realised frames).
-fn residual_rms(
-    s: &GeneratedSeries,
-    est: &[(Vec<f64>, Vec<f64>)],
-    common: bool,
-    border: usize,
-) -> (f64, [f64; 2], Vec<[f64; 2]>) {
-    let n = est.len();
-    let ny = est[0].0.len();
-    let truth: Vec<(Vec<f64>, Vec<f64>)> = (0..n).map(|k| s.true_row_field(k)).collect();
-    // est_k(Y) ≈ truth_k(Y + G_y) − G
-    let interp = |a: &[f64], y: f64| -> f64 {
-        let y = y.clamp(0.0, (a.len() - 1) as f64);
-        let i = (y.floor() as usize).min(a.len() - 2);
-        let t = y - i as f64;
-        a[i] * (1.0 - t) + a[i + 1] * t
-    };
-    let mut g = [0.0f64; 2];
-    for _ in 0..6 {
-        let mut acc = [0.0; 2];
-        let mut cnt = 0.0;
-        for k in 0..n {
-            for y in border..ny - border {
-                let yt = y as f64 + g[0];
-                acc[0] += interp(&truth[k].0, yt) - est[k].0[y];
-                acc[1] += interp(&truth[k].1, yt) - est[k].1[y];
-                cnt += 1.0;
-            }
-        }
-        g = [acc[0] / cnt, acc[1] / cnt];
-    }
-    let mut e = vec![vec![[0.0f64; 2]; ny]; n];
-    for k in 0..n {
-        for y in border..ny - border {
-            let yt = y as f64 + g[0];
-            e[k][y] = [
-                est[k].0[y] - (interp(&truth[k].0, yt) - g[0]),
-                est[k].1[y] - (interp(&truth[k].1, yt) - g[1]),
-            ];
-        }
-    }
-    let mut common_part = vec![[0.0f64; 2]; ny];
-    if common {
-        for y in border..ny - border {
-            let m = [
-                (0..n).map(|k| e[k][y][0]).sum::<f64>() / n as f64,
-                (0..n).map(|k| e[k][y][1]).sum::<f64>() / n as f64,
-            ];
-            for k in 0..n {
-                e[k][y][0] -= m[0];
-                e[k][y][1] -= m[1];
-            }
-            common_part[y] = m;
-        }
-    }
-    let mut acc = 0.0;
-    let mut cnt = 0.0;
-    for k in 0..n {
-        for y in border..ny - border {
-            acc += e[k][y][0].powi(2) + e[k][y][1].powi(2);
-            cnt += 2.0;
-        }
-    }
-    ((acc / cnt).sqrt(), g, common_part)
-}
+use stem_tests::series::{SeriesConfig as GenConfig, generate_series};
 
 /// PSNR (dB) of `img` vs the specimen with a 40-px border excluded, peak = max of the specimen.
 fn psnr_border(specimen: &Array2<f32>, img: &Array2<f32>) -> f64 {
@@ -122,8 +54,9 @@ fn scenario(cfg: &GenConfig) -> (f64, f64, f64) {
         .iter()
         .map(|r| r.to_reference_rows(ny))
         .collect();
-    let (rms_common, g, common) = residual_rms(&s, &est, true, 20);
-    let (rms_abs, _, _) = residual_rms(&s, &est, false, 20);
+    let res = s.field_residual(&est, true, 20);
+    let rms_common = res.rms_px;
+    let rms_abs = s.field_residual(&est, false, 20).rms_px;
     // (a) the peers' scoring: our mean placed in specimen coordinates by one global shift
     let pc = stem_register::rigid::PhaseCorrelation::new(Default::default(), [ny, nx]).unwrap();
     let gs = pc
@@ -143,33 +76,10 @@ fn scenario(cfg: &GenConfig) -> (f64, f64, f64) {
     // (b) the same estimated fields with their unidentifiable common part (the mean distortion
     // of the realised frames, which no method can see) and constant offset taken from the truth:
     // the average then lies in specimen coordinates like the true-field average.
-    let corrected: Vec<DisplacementField> = est
+    let corrected: Vec<DisplacementField> = s
+        .gauge_corrected(&est, &res)
         .iter()
-        .map(|(dy, dx)| {
-            // est_k(Y) ≈ truth_k(Y + G_y) − G + common(Y): the average in specimen coordinates
-            // needs truth_k(Y) ≈ est_k(Y − G_y) + G − common(Y − G_y)
-            let at = |a: &[f64], y: f64| {
-                let y = y.clamp(0.0, (a.len() - 1) as f64);
-                let i = (y.floor() as usize).min(a.len() - 2);
-                let t = y - i as f64;
-                a[i] * (1.0 - t) + a[i + 1] * t
-            };
-            let cy: Vec<f64> = common.iter().map(|c| c[0]).collect();
-            let cx: Vec<f64> = common.iter().map(|c| c[1]).collect();
-            let fy: Vec<f64> = (0..ny)
-                .map(|y| {
-                    let q = y as f64 - g[0];
-                    at(dy, q) + g[0] - at(&cy, q)
-                })
-                .collect();
-            let fx: Vec<f64> = (0..ny)
-                .map(|y| {
-                    let q = y as f64 - g[0];
-                    at(dx, q) + g[1] - at(&cx, q)
-                })
-                .collect();
-            DisplacementField::from_rows(&fy, &fx, nx).unwrap()
-        })
+        .map(|(fy, fx)| DisplacementField::from_rows(fy, fx, nx).unwrap())
         .collect();
     let corr_avg = average_series(
         s.frames.view(),
