@@ -251,6 +251,7 @@ fn series_alignment_with_noise_is_thread_independent() {
     let run = |p| {
         let cfg = SeriesRigidConfig {
             parallelism: p,
+            reference_iterations: 2,
             ..Default::default()
         };
         align_series_rigid(frames.view(), &cfg, &NoProgress).unwrap()
@@ -271,4 +272,44 @@ fn series_alignment_with_noise_is_thread_independent() {
             a.shifts[k]
         );
     }
+}
+
+#[test]
+fn paired_transforms_match_single_ones() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let imgs: Vec<Array2<f32>> = (0..3)
+        .map(|_| Array2::from_shape_fn((30, 34), |_| rng.random::<f32>() * 10.0))
+        .collect();
+    let pc = PhaseCorrelation::new(PhaseCorrelationConfig::default(), [30, 34]).unwrap();
+    let (a, b) = pc
+        .spectrum_pair(ImageView::from(&imgs[1]), ImageView::from(&imgs[2]))
+        .unwrap();
+    let (a1, b1) = (
+        pc.spectrum(ImageView::from(&imgs[1])).unwrap(),
+        pc.spectrum(ImageView::from(&imgs[2])).unwrap(),
+    );
+    let scale = a1.data.iter().map(|v| v.norm()).fold(0.0f32, f32::max);
+    for (x, y) in a
+        .data
+        .iter()
+        .zip(a1.data.iter())
+        .chain(b.data.iter().zip(b1.data.iter()))
+    {
+        // f32 FFT rounding relative to the largest coefficient
+        assert!((x - y).norm() < 1e-4 * scale);
+    }
+    let r = pc.spectrum(ImageView::from(&imgs[0])).unwrap();
+    let (s1, s2) = pc.register_spectra_pair(&r, &a1, &b1).unwrap();
+    let (t1, t2) = (
+        pc.register_spectra(&r, &a1).unwrap(),
+        pc.register_spectra(&r, &b1).unwrap(),
+    );
+    for (s, t) in [(s1, t1), (s2, t2)] {
+        assert!((s.shift[0] - t.shift[0]).abs() < 1e-6 && (s.shift[1] - t.shift[1]).abs() < 1e-6);
+    }
+    let bad = Array2::<f32>::zeros((30, 33));
+    assert!(matches!(
+        pc.spectrum_pair(ImageView::from(&imgs[0]), ImageView::from(&bad)),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }
