@@ -107,12 +107,9 @@ fn main() {
     let (t, c) = (Instant::now(), cpu_seconds());
     let reg = register_series(g.frames.view(), &SeriesConfig::default(), &NoProgress).unwrap();
     let (nr_time, nr_cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
-    let m0 = reg.row_shifts[0].mean();
+    let eff = reg.effective_shifts();
     let eff_errs: Vec<f64> = (1..n)
-        .map(|k| {
-            let m = reg.row_shifts[k].mean();
-            (m[0] - m0[0] - truth[[k, 0]]).hypot(m[1] - m0[1] - truth[[k, 1]])
-        })
+        .map(|k| (eff[k][0] - truth[[k, 0]]).hypot(eff[k][1] - truth[[k, 1]]))
         .collect();
     let eff_rms = (eff_errs.iter().map(|e| e * e).sum::<f64>() / eff_errs.len() as f64).sqrt();
     let eff_max = eff_errs.iter().cloned().fold(0.0, f64::max);
