@@ -36,6 +36,8 @@
 //! ```
 
 use crate::error::{Error, Result, check_cancel};
+#[cfg(test)]
+use stem_core::CancelFlag;
 use stem_core::peaks::{
     GaussianFitConfig, LocalMaximaConfig, NoiseModel, find_local_maxima,
     refine_gaussian_with_progress,
@@ -181,7 +183,8 @@ pub fn atom_positions(
         .iter()
         .map(|p| [p.position[0] as f64, p.position[1] as f64])
         .collect();
-    let refined = refine_gaussian_with_progress(image, &initial, &config.fit, progress)?;
+    let refined = refine_gaussian_with_progress(image, &initial, &config.fit, progress)
+        .map_err(crate::error::from_core)?;
     let mut columns: Vec<Column> = refined
         .iter()
         .filter(|p| p.converged && p.sigma_position.iter().all(|s| s.is_finite()))
@@ -508,6 +511,19 @@ mod tests {
         let l1 = a1[0].hypot(a1[1]).min(a2[0].hypot(a2[1]));
         assert!((fit.a1_len_px() - l1).abs() < 0.01);
         assert!(fit.rms_residual_px < 0.02);
+    }
+
+    #[test]
+    fn cancel_is_reported_as_cancelled() {
+        let img = Array2::from_shape_fn((40, 40), |(i, j)| {
+            let (dy, dx) = ((i % 10) as f64 - 5.0, (j % 10) as f64 - 5.0);
+            (100.0 * (-(dy * dy + dx * dx) / 4.5).exp()) as f32
+        });
+        let flag = CancelFlag::cancel_after(1);
+        assert!(matches!(
+            atom_positions(ImageView::from(&img), &AtomConfig::default(), &flag),
+            Err(Error::Cancelled)
+        ));
     }
 
     #[test]

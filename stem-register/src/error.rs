@@ -73,6 +73,14 @@ impl Error {
     }
 }
 
+/// Converts a stem-core error, keeping a cancellation as [`Error::Cancelled`].
+pub(crate) fn from_core(e: stem_core::Error) -> Error {
+    match e {
+        stem_core::Error::Cancelled => Error::Cancelled,
+        other => Error::Core(other),
+    }
+}
+
 /// Returns [`Error::Cancelled`] when `progress` asks to stop.
 pub(crate) fn check_cancel(progress: &dyn stem_core::Progress) -> Result<()> {
     if progress.is_cancelled() {

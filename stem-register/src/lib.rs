@@ -17,6 +17,24 @@
 //! Conventions (ARCHITECTURE.md): images are `[y, x]`, series `[frame, y, x]`; a shift or
 //! displacement `[dy, dx]` (px) is how far the moving image must move to land on the reference,
 //! so a warped frame is `warped(p) = moving(p − d(p))`.
+//!
+//! ```
+//! use ndarray::Array3;
+//! use stem_register::series::{register_series, SeriesConfig};
+//! use stem_core::NoProgress;
+//!
+//! // three frames of a smooth pattern, moved rigidly by (0.5 k, −0.25 k) px
+//! let f = |y: f64, x: f64| ((y * 0.4).sin() * (x * 0.35).cos() * 10.0 + 20.0) as f32;
+//! let frames = Array3::from_shape_fn((3, 48, 48), |(k, i, j)| {
+//!     f(i as f64 + 0.5 * k as f64, j as f64 - 0.25 * k as f64)
+//! });
+//! // one pass against the evolving reference: on images this small, more passes let the
+//! // fields drift (see the crate's known issues)
+//! let cfg = SeriesConfig { reference_passes: 1, ..Default::default() };
+//! let reg = register_series(frames.view(), &cfg, &NoProgress).unwrap();
+//! let eff = reg.effective_shifts();
+//! assert!((eff[2][0] - 1.0).abs() < 0.05 && (eff[2][1] + 0.5).abs() < 0.05);
+//! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
 // Small fixed-size linear algebra (2×2, 3×3 blocks) reads better with index loops.
 #![allow(clippy::needless_range_loop)]

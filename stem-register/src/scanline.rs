@@ -278,17 +278,22 @@ pub(crate) fn fit_prepared(
         } else {
             frame.data().to_owned()
         };
-        fit_level(r.view(), f.view(), &mut shifts, config);
+        // pixels within 2σ of an edge see the blur's edge handling, not the data: left out
+        let margin =
+            ((2.0 * sigma).ceil() as usize).min(frame.shape()[0].min(frame.shape()[1]) / 4);
+        fit_level(r.view(), f.view(), &mut shifts, config, margin);
     }
     Ok(shifts)
 }
 
 /// Per-row Gauss–Newton terms at the current shifts: `h = [hyy, hyx, hxx]`, `b = [by, bx]`,
 /// and the sum of squared residuals.
+#[allow(clippy::too_many_arguments)]
 fn linearise(
     r: ArrayView2<'_, f32>,
     f: ArrayView2<'_, f32>,
     shifts: &RowShifts,
+    margin: usize,
     h: &mut [[f64; 3]],
     b: &mut [[f64; 2]],
     t: &mut [f64],
@@ -300,7 +305,8 @@ fn linearise(
         h[row] = [0.0; 3];
         b[row] = [0.0; 2];
         let y = row as f64 + shifts.dy[row];
-        if !(y >= 0.0 && y <= (ny - 1) as f64) {
+        let (lo, hi) = (margin as f64, (ny - 1 - margin.min(ny - 1)) as f64);
+        if row < margin || row + margin >= ny || !(y >= lo && y <= hi) {
             continue;
         }
         let y0 = y.floor();
@@ -322,8 +328,9 @@ fn linearise(
         let (wx, dwx) = keys(xs - x0);
         let x0 = x0 as isize;
         // columns c with 0 ≤ c + xs ≤ nx − 1
-        let c_lo = (-xs).ceil().max(0.0) as usize;
-        let c_hi = ((nx - 1) as f64 - xs).floor().min((nx - 1) as f64);
+        let m = margin as f64;
+        let c_lo = (m - xs).ceil().max(m) as usize;
+        let c_hi = ((nx - 1) as f64 - m - xs).floor().min((nx - 1) as f64 - m);
         if c_hi < c_lo as f64 {
             continue;
         }
@@ -366,12 +373,13 @@ fn fit_level(
     f: ArrayView2<'_, f32>,
     shifts: &mut RowShifts,
     cfg: &ScanLineConfig,
+    margin: usize,
 ) {
     let (ny, nx) = r.dim();
     let mut h = vec![[0.0; 3]; ny];
     let mut b = vec![[0.0; 2]; ny];
     let (mut t, mut dt) = (vec![0.0; nx], vec![0.0; nx]);
-    let sse = linearise(r, f, shifts, &mut h, &mut b, &mut t, &mut dt);
+    let sse = linearise(r, f, shifts, margin, &mut h, &mut b, &mut t, &mut dt);
     let hbar = h.iter().map(|v| 0.5 * (v[0] + v[2])).sum::<f64>() / ny as f64;
     if hbar <= 0.0 || !hbar.is_finite() {
         return;
@@ -396,7 +404,9 @@ fn fit_level(
                 trial.dy[row] += scale * s[0];
                 trial.dx[row] += scale * s[1];
             }
-            let sse = linearise(r, f, &trial, &mut h_new, &mut b_new, &mut t, &mut dt);
+            let sse = linearise(
+                r, f, &trial, margin, &mut h_new, &mut b_new, &mut t, &mut dt,
+            );
             let e = sse + smooth_energy(&trial, lam);
             if e <= energy {
                 *shifts = trial;

@@ -42,7 +42,8 @@ pub enum Interpolation {
     Nearest,
     /// Bilinear.
     Bilinear,
-    /// Keys cubic convolution (a = −0.5), edge-replicated near the border (default).
+    /// Keys cubic convolution (a = −0.5) (default); bilinear within one pixel of the border,
+    /// where the cubic support would leave the frame.
     #[default]
     Bicubic,
 }
@@ -139,7 +140,10 @@ pub(crate) fn sample(
             let (y0, x0) = (y.floor(), x.floor());
             let (fy, fx) = (y - y0, x - x0);
             let (y0, x0) = (y0 as isize, x0 as isize);
-            if interp == Interpolation::Bilinear {
+            // next to the edge the cubic support would leave the image: bilinear there (edge
+            // replication would bias the border rows and columns)
+            let cubic_fits = y0 >= 1 && x0 >= 1 && y0 + 2 < ny as isize && x0 + 2 < nx as isize;
+            if interp == Interpolation::Bilinear || !cubic_fits {
                 let g =
                     |i: isize, j: isize| f64::from(img[[clamp_index(i, ny), clamp_index(j, nx)]]);
                 let v = (1.0 - fy) * ((1.0 - fx) * g(y0, x0) + fx * g(y0, x0 + 1))
