@@ -9,6 +9,7 @@ mod demo;
 mod denoise;
 mod progress;
 mod tensor;
+mod register;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -34,6 +35,8 @@ enum Command {
     Denoise(denoise::DenoiseArgs),
     /// Tensor (Tucker) denoising of hypercubes and 4D-STEM symmetry maps.
     Tensor(tensor::TensorArgs),
+    /// Register an image series (rigid + scan-line), average it and tabulate atom positions.
+    Register(register::RegisterArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Dataset(args) => dataset::run(&args, cli.quiet),
         Command::Denoise(args) => denoise::run(&args, cli.quiet),
         Command::Tensor(args) => tensor::run(&args, cli.quiet),
+        Command::Register(args) => register::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +75,9 @@ pub enum CliError {
     /// An error from stem-tensor.
     #[error(transparent)]
     Tensor(#[from] stem_tensor::Error),
+    /// An error from stem-register.
+    #[error(transparent)]
+    Register(#[from] stem_register::Error),
     /// Writing an output failed.
     #[error("cannot write {path}: {source}")]
     Write {

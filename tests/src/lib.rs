@@ -2,3 +2,5 @@
 //!
 //! Cross-crate scenarios with synthetic ground truth live in `tests/tests/*.rs`; this library
 //! holds the small helpers they share.
+
+pub mod series;
