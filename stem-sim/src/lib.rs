@@ -19,5 +19,12 @@ pub mod potential;
 pub mod structure;
 
 // Waves: probe, multislice, detectors, scanning.
+pub mod aberrations;
+pub mod antialias;
+pub mod energy;
+mod engine;
+pub mod grid;
+pub mod multislice;
+pub mod probe;
 
 pub use error::{Error, Result};
