@@ -21,10 +21,12 @@ pub mod structure;
 // Waves: probe, multislice, detectors, scanning.
 pub mod aberrations;
 pub mod antialias;
+pub mod detector;
 pub mod energy;
 mod engine;
 pub mod grid;
 pub mod multislice;
 pub mod probe;
+pub mod scan;
 
 pub use error::{Error, Result};
