@@ -24,9 +24,11 @@ pub mod antialias;
 pub mod detector;
 pub mod energy;
 mod engine;
+pub mod frozen;
 pub mod grid;
 pub mod multislice;
 pub mod probe;
+pub mod sampling;
 pub mod scan;
 
 pub use error::{Error, Result};
