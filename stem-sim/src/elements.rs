@@ -1,1 +1,0 @@
-//! Elements and their electron-scattering parametrisations (Lobato–Van Dyck 2014, Kirkland).
