@@ -184,3 +184,53 @@ fn case_a_f64_matches_abtem() {
         [0.8916777, 0.8221909, 0.7416287, 0.6498540],
     );
 }
+
+/// End to end with part A's f64 potential builder (structure from the reference files): the
+/// f64 multislice must reach abTEM's f64 exit waves and CBED to 1e-5 (§9 test 12).
+#[test]
+fn case_a_f64_end_to_end_with_built_potential() {
+    use stem_sim::potential::{PotentialConfig, build_potential};
+    use stem_sim::structure::{Atom, Structure};
+    let Some(d) = dir() else { return };
+    let pos = read_npy(d.join("structure_srtio3_4x4x1_positions.npy"))
+        .unwrap()
+        .into_f64()
+        .unwrap();
+    let num = read_npy(d.join("structure_srtio3_4x4x1_numbers.npy"))
+        .unwrap()
+        .into_f64()
+        .unwrap();
+    let atoms: Vec<Atom> = (0..num.len())
+        .map(|i| Atom::new(num[[i]] as u8, [pos[[i, 0]], pos[[i, 1]], pos[[i, 2]]]))
+        .collect();
+    let s = Structure::new([4.0 * A, 4.0 * A, A], atoms).unwrap();
+    let cfg = PotentialConfig {
+        gpts: [256, 256],
+        slice_thickness_a: A / 2.0,
+        ..Default::default()
+    };
+    let pot = build_potential(&s, &cfg)
+        .unwrap()
+        .with_repeats(102)
+        .unwrap();
+    assert_eq!(pot.n_slices(), 2);
+    let ms = Multislice::<f64>::new(
+        &pot,
+        &MultisliceConfig {
+            exit_planes: ExitPlanes::AfterSlices(vec![26, 52, 102, 204]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let probe = Probe::new(ProbeConfig::default(), grid()).unwrap();
+    let waves = ms.exit_waves(&probe, [2.0 * A, 2.0 * A]).unwrap();
+    let ref_w = load_c64(d.join("a_exit_waves_sr_column_f64.npy"));
+    for (i, w) in waves.iter().enumerate() {
+        let e = rel_l2_c(
+            w.iter().copied(),
+            ref_w.index_axis(Axis(0), i).iter().copied(),
+        );
+        eprintln!("built-potential f64 exit wave {i} rel L2 {e:.2e}");
+        assert!(e < 1e-5, "exit wave {i}: {e}");
+    }
+}
