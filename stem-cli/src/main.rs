@@ -6,6 +6,7 @@
 
 mod demo;
 mod progress;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the end-to-end demonstration on built-in defaults (no input needed).
     Demo(demo::DemoArgs),
+    /// Multislice simulation of a built-in crystal (cbed, pacbed, image, 4d) to NPY and PNG.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.quiet),
+        Command::Simulate(args) => simulate::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -53,6 +57,9 @@ pub enum CliError {
     /// An error from stem-core.
     #[error(transparent)]
     Core(#[from] stem_core::Error),
+    /// An error from stem-sim.
+    #[error(transparent)]
+    Sim(#[from] stem_sim::Error),
     /// Writing an output failed.
     #[error("cannot write {path}: {source}")]
     Write {
