@@ -10,6 +10,7 @@ mod denoise;
 mod progress;
 mod tensor;
 mod register;
+mod simulate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Tensor(tensor::TensorArgs),
     /// Register an image series (rigid + scan-line), average it and tabulate atom positions.
     Register(register::RegisterArgs),
+    /// Multislice simulation of a built-in crystal (cbed, pacbed, image, 4d) to NPY and PNG.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Denoise(args) => denoise::run(&args, cli.quiet),
         Command::Tensor(args) => tensor::run(&args, cli.quiet),
         Command::Register(args) => register::run(&args, cli.quiet),
+        Command::Simulate(args) => simulate::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,17 @@ pub mod potential;
 pub mod structure;
 
 // Waves: probe, multislice, detectors, scanning.
+pub mod aberrations;
+pub mod antialias;
+pub mod detector;
+pub mod energy;
+mod engine;
+pub mod frozen;
+pub mod grid;
+pub mod multislice;
+pub mod probe;
+pub mod sampling;
+pub mod scan;
 
 // Labeled data and degradations.
 pub mod dataset;
