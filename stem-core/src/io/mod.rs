@@ -186,6 +186,9 @@ fn emi_path(ser: &Path) -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
+#[cfg(test)]
+mod formats_tests;
+
 fn read_format(
     bytes: &[u8],
     format: Format,

@@ -283,7 +283,7 @@ pub(crate) fn read(
             )));
         }
         decode_f32(dtype, LE, e.take(frame_bytes)?, out);
-        if let [_, x] = expect[..] {
+        if let [x, _] = expect[..] {
             flip_rows(out, x);
         }
     }

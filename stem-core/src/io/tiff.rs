@@ -112,7 +112,19 @@ fn append(result: DecodingResult, out: &mut Vec<f32>) -> DType {
 }
 
 /// Reads a TIFF file held in `bytes`.
+///
+/// The `tiff` crate (0.10) panics on some corrupted files (found by the mutation tests, e.g. an
+/// empty `SampleFormat` list); such a panic is caught and reported as [`Error::InvalidFile`].
 pub(crate) fn read(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
+    std::panic::catch_unwind(|| read_inner(bytes, err_path)).unwrap_or_else(|_| {
+        Err(Error::invalid_file(
+            err_path,
+            "corrupted TIFF (the TIFF decoder failed)",
+        ))
+    })
+}
+
+fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
     let e = |x| tiff_err(err_path, x);
     let mut limits = Limits::default();
     limits.decoding_buffer_size = bytes.len().saturating_mul(64).clamp(16 << 20, 1 << 32);
