@@ -5,6 +5,7 @@
 //!   known columns, add Poisson noise, find and refine the columns, score them, write PNGs).
 
 mod demo;
+mod info;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the end-to-end demonstration on built-in defaults (no input needed).
     Demo(demo::DemoArgs),
+    /// Describe a microscope file: format, shapes, calibrated axes, key metadata.
+    Info(info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args, cli.quiet),
+        Command::Info(args) => info::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

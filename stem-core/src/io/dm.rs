@@ -418,7 +418,14 @@ fn image_block(
         } else {
             units
         };
-        Axis::new(name, dims[i], scale, sane_offset(-origin * scale), units)
+        // `+ 0.0` turns -0.0 (origin 0) into 0.0.
+        Axis::new(
+            name,
+            dims[i],
+            scale,
+            sane_offset(-origin * scale) + 0.0,
+            units,
+        )
     };
     let n = dims.len();
     let file_shape: Vec<usize> = dims.iter().rev().copied().collect();
@@ -479,7 +486,9 @@ pub(crate) fn read(
         }
     }
     if signals.is_empty() {
-        return Err(Error::invalid_file(err_path, "DM file holds no image data"));
+        return Err(Error::Unsupported {
+            what: "DM file holding only RGB / thumbnail images".into(),
+        });
     }
     Ok(Dataset {
         format,

@@ -191,6 +191,10 @@ pub(crate) fn read(
     }
     // Navigation axes are stored fastest first; numpy order is the reverse.
     nav_axes.reverse();
+    if let [y, x] = &mut nav_axes[..] {
+        y.name = "scan_y".into();
+        x.name = "scan_x".into();
+    }
     let nav_count = nav_axes
         .iter()
         .try_fold(1usize, |a, x| a.checked_mul(x.size))
