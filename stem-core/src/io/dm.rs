@@ -95,7 +95,8 @@ impl<'a> Parser<'a> {
                 self.r.remaining()
             )));
         }
-        let mut entries = Vec::with_capacity(n as usize);
+        // Capacity capped: a lying count must not reserve memory the file does not hold.
+        let mut entries = Vec::with_capacity((n as usize).min(1024));
         for _ in 0..n {
             let kind = self.r.u8()?;
             let label_len = self.r.u16(BE)?;

@@ -211,7 +211,7 @@ pub(crate) fn read(
         )));
     }
     r.seek(offsets_at)?;
-    let mut offsets = Vec::with_capacity(n_elem);
+    let mut offsets = Vec::with_capacity(n_elem.min(1 << 16));
     for _ in 0..n_elem {
         offsets.push(if word == 8 {
             r.u64(LE)?

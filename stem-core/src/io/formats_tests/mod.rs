@@ -5,7 +5,7 @@
 mod builders;
 
 use super::*;
-use crate::frame_source::DType;
+use crate::frame_source::{DType, FrameSource};
 use crate::hypercube::SignalKind;
 use builders::*;
 use rand::{Rng, SeedableRng};
@@ -162,6 +162,29 @@ fn dm_stack_and_spectrum_kinds() {
     let ds = read_bytes(&bytes, Format::Dm3).unwrap();
     assert_eq!(ds.signals[0].kind(), SignalKind::FourDStem);
     assert_eq!(ds.signals[0].shape(), vec![3, 3, 2, 2]);
+}
+
+#[test]
+fn dm_data_in_array_order_opens_lazily() {
+    let values: Vec<u16> = (0..24).collect();
+    let bytes = dm_image(true, false, &[4, 3, 2], DmPixels::U16(values), "");
+    let (_dir, path) = temp("stack.dm4", &bytes);
+    let lazy = open_with(
+        &path,
+        &OpenOptions {
+            lazy_threshold_bytes: 0,
+        },
+    )
+    .unwrap();
+    let s = &lazy.signals[0];
+    assert!(s.is_lazy());
+    assert_eq!(s.frame_source().n_frames(), 2);
+    let mut frame = vec![0.0; 12];
+    s.frame_source().read_frame(1, &mut frame).unwrap();
+    assert_eq!(frame, (12..24).map(|v| v as f32).collect::<Vec<_>>());
+    let loaded = open(&path).unwrap();
+    assert!(!loaded.signals[0].is_lazy());
+    assert_eq!(pixels(&lazy, 0), pixels(&loaded, 0));
 }
 
 #[test]
