@@ -5,7 +5,7 @@
 mod builders;
 
 use super::*;
-use crate::frame_source::{DType, FrameSource};
+use crate::frame_source::DType;
 use crate::hypercube::SignalKind;
 use builders::*;
 use rand::{Rng, SeedableRng};
