@@ -7,6 +7,7 @@
 mod dataset;
 mod demo;
 mod denoise;
+mod info;
 mod progress;
 mod tensor;
 mod register;
@@ -40,6 +41,8 @@ enum Command {
     Register(register::RegisterArgs),
     /// Multislice simulation of a built-in crystal (cbed, pacbed, image, 4d) to NPY and PNG.
     Simulate(simulate::SimulateArgs),
+    /// Describe a microscope file: format, shapes, calibrated axes, key metadata.
+    Info(info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Tensor(args) => tensor::run(&args, cli.quiet),
         Command::Register(args) => register::run(&args, cli.quiet),
         Command::Simulate(args) => simulate::run(&args, cli.quiet),
+        Command::Info(args) => info::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -394,5 +394,86 @@ fn read_data<T: ReadableElement + Clone>(
     })
 }
 
+/// The raw-block description of a `.npy` file in `bytes` for [`open`](super::open): real
+/// element types of either byte order, C or Fortran order. The navigation / signal split is
+/// guessed from the number of dimensions (1-D spectrum, 2-D image, 3-D image series, 4-D
+/// 4D-STEM); all axes are uncalibrated.
+pub(crate) fn raw_block(bytes: &[u8], path: &Path) -> Result<super::common::RawBlock> {
+    use crate::axis::Axis;
+    use crate::frame_source::{DType, Endianness};
+    let mut reader = bytes;
+    let (header, header_total) = read_header(&mut reader, path, bytes.len() as u64)?;
+    let descr = header
+        .type_descriptor
+        .as_string()
+        .cloned()
+        .unwrap_or_default();
+    let endianness = if descr.starts_with('>') {
+        Endianness::Big
+    } else {
+        Endianness::Little
+    };
+    let dtype = match descr.trim_start_matches(['<', '>', '|', '=']) {
+        "f4" => DType::F32,
+        "f8" => DType::F64,
+        "u1" | "B" => DType::U8,
+        "u2" => DType::U16,
+        "u4" => DType::U32,
+        "u8" => DType::U64,
+        "i1" | "b" => DType::I8,
+        "i2" => DType::I16,
+        "i4" => DType::I32,
+        "i8" => DType::I64,
+        _ => {
+            return Err(Error::Unsupported {
+                what: format!("NPY dtype {} in a data set", header.type_descriptor),
+            });
+        }
+    };
+    let shape = header.shape.clone();
+    let (names, nav_dims): (&[&str], usize) = match shape.len() {
+        1 => (&["x"], 0),
+        2 => (&["y", "x"], 0),
+        3 => (&["frame", "y", "x"], 1),
+        4 => (&["scan_y", "scan_x", "k_y", "k_x"], 2),
+        n => {
+            return Err(Error::Unsupported {
+                what: format!("{n}-dimensional NPY array as a data set"),
+            });
+        }
+    };
+    let axes = shape
+        .iter()
+        .zip(names)
+        .map(|(&n, name)| Axis::pixels(*name, n))
+        .collect();
+    let fortran = header.layout.is_fortran();
+    let (file_shape, permutation) = if fortran && shape.len() > 1 {
+        let rev: Vec<usize> = shape.iter().rev().copied().collect();
+        (rev, Some((0..shape.len()).rev().collect()))
+    } else {
+        (shape, None)
+    };
+    Ok(super::common::RawBlock {
+        title: super::common::file_title(path),
+        file_shape,
+        axes,
+        nav_dims,
+        permutation,
+        dtype,
+        endianness,
+        offset: header_total,
+        frame_header_bytes: 0,
+        metadata: Default::default(),
+        tags: super::dataset::TagValue::Group(vec![
+            ("descr".into(), super::dataset::TagValue::Text(descr)),
+            (
+                "fortran_order".into(),
+                super::dataset::TagValue::Bool(fortran),
+            ),
+        ]),
+    })
+}
+
 #[cfg(test)]
 mod tests;
