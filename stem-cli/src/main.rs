@@ -9,9 +9,9 @@ mod demo;
 mod denoise;
 mod info;
 mod progress;
-mod tensor;
 mod register;
 mod simulate;
+mod tensor;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

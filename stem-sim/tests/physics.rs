@@ -302,10 +302,17 @@ fn ref_dir() -> Option<PathBuf> {
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/abtem")
         });
-    d.join("physics_checks.json").exists().then_some(d)
+    let found = d.join("physics_checks.json").exists();
+    assert!(
+        found || std::env::var_os("STEM_REQUIRE_REFERENCE").is_none(),
+        "abTEM reference folder {} not found and STEM_REQUIRE_REFERENCE is set",
+        d.display()
+    );
+    found.then_some(d)
 }
 
 #[test]
+#[ignore = "about 15 s in release on 2 cores; run by bench/sim/run.sh and with `cargo test --release -p stem-sim -- --ignored`"]
 fn pacbed_thickness_series_matches_abtem_case_b() {
     let Some(d) = ref_dir() else {
         eprintln!("abTEM reference folder not found; skipping");

@@ -25,6 +25,11 @@ fn dir() -> Option<PathBuf> {
     if d.join("README.md").exists() {
         Some(d)
     } else {
+        assert!(
+            std::env::var_os("STEM_REQUIRE_REFERENCE").is_none(),
+            "abTEM reference folder {} not found and STEM_REQUIRE_REFERENCE is set",
+            d.display()
+        );
         eprintln!("abTEM reference folder {} not found; skipping", d.display());
         None
     }

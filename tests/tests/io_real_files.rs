@@ -33,6 +33,11 @@ fn data_dir() -> Option<PathBuf> {
     if dir.join(".complete").exists() {
         Some(dir)
     } else {
+        assert!(
+            std::env::var_os("STEM_REQUIRE_REFERENCE").is_none(),
+            "real-file test data not found in {} and STEM_REQUIRE_REFERENCE is set",
+            dir.display()
+        );
         eprintln!(
             "SKIPPED: real-file test data not found in {} (run scripts/fetch-test-data.sh)",
             dir.display()
