@@ -3,6 +3,12 @@
 //! Subcommands:
 //! * `stem demo`: the end-to-end main job on built-in defaults (synthesise a lattice image with
 //!   known columns, add Poisson noise, find and refine the columns, score them, write PNGs).
+//! * `stem simulate {cbed,pacbed,image,4d}`: multislice simulation of a built-in crystal.
+//! * `stem dataset generate RECIPE OUT`: labelled data from a reproducible recipe.
+//! * `stem denoise IN OUT`: NLM and baseline denoisers for count images.
+//! * `stem register SERIES OUT`: rigid + scan-line registration, averages, atom positions.
+//! * `stem tensor {denoise,symmetry}`: Tucker denoising of hypercubes, 4D-STEM symmetry maps.
+//! * `stem info FILE`: format, shape, calibrated axes and metadata of a microscope file.
 
 mod dataset;
 mod demo;

@@ -142,6 +142,10 @@ pub fn run(args: &SimulateArgs, quiet: bool) -> Result<(), CliError> {
                     ];
                     if max > 75.0 {
                         d.push(Detector::annular((70.0, 200.0f64.min(max))));
+                    } else {
+                        eprintln!(
+                            "note: no HAADF image: the grid reaches only {max:.1} mrad (need > 75); use a larger --gpts"
+                        );
                     }
                     (unit_scan(step)?, d)
                 }
