@@ -5,6 +5,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 out="$here/out"
 mkdir -p "$out"
+# Timings of an earlier (e.g. per-grid) run would be mixed into the comparison: start clean.
+rm -f "$out"/ours*.json
 if [ ! -x "$here/.venv/bin/python" ]; then
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install -q "abtem==1.0.11" ase

@@ -43,7 +43,7 @@
 //! ```
 
 mod chunks;
-mod convert;
+pub(crate) mod convert;
 mod memory;
 mod raw;
 

@@ -93,47 +93,10 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes `out.len()` elements of `dtype` from `bytes` (which must hold at least
-/// `out.len() * dtype.size_bytes()` bytes; the caller checked it) to `f32`.
+/// `out.len() * dtype.size_bytes()` bytes; the caller checked it) to `f32`: the same conversion
+/// as the raw frame reader's.
 pub(crate) fn decode_f32(dtype: DType, e: Endianness, bytes: &[u8], out: &mut [f32]) {
-    macro_rules! run {
-        ($t:ty, $n:literal) => {{
-            let it = out.iter_mut().zip(bytes.chunks_exact($n));
-            match e {
-                Endianness::Little => {
-                    for (o, c) in it {
-                        let mut a = [0u8; $n];
-                        a.copy_from_slice(c);
-                        *o = <$t>::from_le_bytes(a) as f32;
-                    }
-                }
-                Endianness::Big => {
-                    for (o, c) in it {
-                        let mut a = [0u8; $n];
-                        a.copy_from_slice(c);
-                        *o = <$t>::from_be_bytes(a) as f32;
-                    }
-                }
-            }
-        }};
-    }
-    match dtype {
-        DType::U8 => out
-            .iter_mut()
-            .zip(bytes)
-            .for_each(|(o, &b)| *o = f32::from(b)),
-        DType::I8 => out
-            .iter_mut()
-            .zip(bytes)
-            .for_each(|(o, &b)| *o = f32::from(b as i8)),
-        DType::U16 => run!(u16, 2),
-        DType::I16 => run!(i16, 2),
-        DType::U32 => run!(u32, 4),
-        DType::I32 => run!(i32, 4),
-        DType::U64 => run!(u64, 8),
-        DType::I64 => run!(i64, 8),
-        DType::F32 => run!(f32, 4),
-        DType::F64 => run!(f64, 8),
-    }
+    crate::frame_source::convert::convert_to_f32(dtype, e, bytes, out);
 }
 
 /// When to leave pixel data in the file instead of loading it.
