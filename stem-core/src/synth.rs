@@ -208,53 +208,14 @@ impl LatticeImageConfig {
     /// All column positions (px, `[y, x]`) with motif index, including those within `margin_px`
     /// outside the image.
     fn column_positions(&self, margin_px: f64) -> Vec<([f64; 2], usize)> {
-        let s = self.sampling_a;
-        let (sin, cos) = self.rotation_deg.to_radians().sin_cos();
-        // Rotate [y, x] by θ counter-clockwise as displayed with y pointing down.
-        let rot = |v: [f64; 2]| [v[0] * cos - v[1] * sin, v[0] * sin + v[1] * cos];
-        let a1 = rot(self.cell.a1_a).map(|v| v / s);
-        let a2 = rot(self.cell.a2_a).map(|v| v / s);
-        let o = [self.origin_a[0] / s, self.origin_a[1] / s];
-        let [ny, nx] = self.shape.map(|n| n as f64);
-        // Range of lattice indices: solve for the corners of the padded image.
-        let det = a1[0] * a2[1] - a1[1] * a2[0];
-        let corners = [
-            [-margin_px, -margin_px],
-            [-margin_px, nx + margin_px],
-            [ny + margin_px, -margin_px],
-            [ny + margin_px, nx + margin_px],
-        ];
-        let (mut lo1, mut hi1, mut lo2, mut hi2) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-        for c in corners {
-            let d = [c[0] - o[0], c[1] - o[1]];
-            let u = (d[0] * a2[1] - d[1] * a2[0]) / det;
-            let v = (a1[0] * d[1] - a1[1] * d[0]) / det;
-            lo1 = lo1.min(u);
-            hi1 = hi1.max(u);
-            lo2 = lo2.min(v);
-            hi2 = hi2.max(v);
-        }
-        let mut out = Vec::new();
-        for i in (lo1.floor() as i64 - 1)..=(hi1.ceil() as i64 + 1) {
-            for j in (lo2.floor() as i64 - 1)..=(hi2.ceil() as i64 + 1) {
-                for (m, site) in self.cell.motif.iter().enumerate() {
-                    let f1 = i as f64 + site.frac[0];
-                    let f2 = j as f64 + site.frac[1];
-                    let p = [
-                        o[0] + f1 * a1[0] + f2 * a2[0],
-                        o[1] + f1 * a1[1] + f2 * a2[1],
-                    ];
-                    if p[0] >= -margin_px
-                        && p[0] <= ny - 1.0 + margin_px
-                        && p[1] >= -margin_px
-                        && p[1] <= nx - 1.0 + margin_px
-                    {
-                        out.push((p, m));
-                    }
-                }
-            }
-        }
-        out
+        lattice_sites(
+            &self.cell,
+            self.shape,
+            self.sampling_a,
+            self.rotation_deg,
+            self.origin_a,
+            margin_px,
+        )
     }
 
     /// Renders the image and its labels.
@@ -350,6 +311,74 @@ impl LatticeImage {
             .map(|c| c.position_px)
             .collect()
     }
+}
+
+/// Every site of `cell` (position in px `[y, x]`, motif index) on an image of `shape` px at
+/// `sampling_a` Å/px, the lattice rotated by `rotation_deg` (counter-clockwise as displayed, y
+/// down) and its origin at `origin_a` (Å, `[y, x]`), keeping the sites within `margin_px` of the
+/// image (inclusive; pixel `(i, j)` is centred at `(i, j)`). Order: lattice index `i`, then `j`,
+/// then motif index.
+///
+/// ```
+/// use stem_core::synth::{lattice_sites, UnitCell2D};
+/// let sites = lattice_sites(&UnitCell2D::square(4.0, 79), [16, 16], 1.0, 0.0, [0.0, 0.0], 0.0);
+/// assert_eq!(sites.len(), 16); // (0, 4, 8, 12) px on both axes
+/// ```
+pub fn lattice_sites(
+    cell: &UnitCell2D,
+    shape: [usize; 2],
+    sampling_a: f64,
+    rotation_deg: f64,
+    origin_a: [f64; 2],
+    margin_px: f64,
+) -> Vec<([f64; 2], usize)> {
+    let s = sampling_a;
+    let (sin, cos) = rotation_deg.to_radians().sin_cos();
+    // Rotate [y, x] by θ counter-clockwise as displayed with y pointing down.
+    let rot = |v: [f64; 2]| [v[0] * cos - v[1] * sin, v[0] * sin + v[1] * cos];
+    let a1 = rot(cell.a1_a).map(|v| v / s);
+    let a2 = rot(cell.a2_a).map(|v| v / s);
+    let o = [origin_a[0] / s, origin_a[1] / s];
+    let [ny, nx] = shape.map(|n| n as f64);
+    // Range of lattice indices: solve for the corners of the padded image.
+    let det = a1[0] * a2[1] - a1[1] * a2[0];
+    let corners = [
+        [-margin_px, -margin_px],
+        [-margin_px, nx + margin_px],
+        [ny + margin_px, -margin_px],
+        [ny + margin_px, nx + margin_px],
+    ];
+    let (mut lo1, mut hi1, mut lo2, mut hi2) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for c in corners {
+        let d = [c[0] - o[0], c[1] - o[1]];
+        let u = (d[0] * a2[1] - d[1] * a2[0]) / det;
+        let v = (a1[0] * d[1] - a1[1] * d[0]) / det;
+        lo1 = lo1.min(u);
+        hi1 = hi1.max(u);
+        lo2 = lo2.min(v);
+        hi2 = hi2.max(v);
+    }
+    let mut out = Vec::new();
+    for i in (lo1.floor() as i64 - 1)..=(hi1.ceil() as i64 + 1) {
+        for j in (lo2.floor() as i64 - 1)..=(hi2.ceil() as i64 + 1) {
+            for (m, site) in cell.motif.iter().enumerate() {
+                let f1 = i as f64 + site.frac[0];
+                let f2 = j as f64 + site.frac[1];
+                let p = [
+                    o[0] + f1 * a1[0] + f2 * a2[0],
+                    o[1] + f1 * a1[1] + f2 * a2[1],
+                ];
+                if p[0] >= -margin_px
+                    && p[0] <= ny - 1.0 + margin_px
+                    && p[1] >= -margin_px
+                    && p[1] <= nx - 1.0 + margin_px
+                {
+                    out.push((p, m));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

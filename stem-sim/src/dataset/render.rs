@@ -195,46 +195,21 @@ pub fn lattice_columns(
         .map(|m| m.z.iter().map(|&z| f64::from(z).powf(z_exponent)).sum())
         .collect();
     let wmax = weights.iter().cloned().fold(f64::MIN, f64::max);
-    let s = placement.sampling_a;
-    let (sin, cos) = placement.rotation_deg.to_radians().sin_cos();
-    let rot = |v: [f64; 2]| [v[0] * cos - v[1] * sin, v[0] * sin + v[1] * cos];
-    let a1 = rot(cell.a1_a).map(|v| v / s);
-    let a2 = rot(cell.a2_a).map(|v| v / s);
-    let o = placement.origin_a.map(|v| v / s);
-    let [ny, nx] = placement.shape.map(|n| n as f64);
-    let det = a1[0] * a2[1] - a1[1] * a2[0];
-    let m = margin_px;
-    let (mut lo1, mut hi1, mut lo2, mut hi2) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for c in [[-m, -m], [-m, nx + m], [ny + m, -m], [ny + m, nx + m]] {
-        let d = [c[0] - o[0], c[1] - o[1]];
-        let u = (d[0] * a2[1] - d[1] * a2[0]) / det;
-        let v = (a1[0] * d[1] - a1[1] * d[0]) / det;
-        lo1 = lo1.min(u);
-        hi1 = hi1.max(u);
-        lo2 = lo2.min(v);
-        hi2 = hi2.max(v);
-    }
-    let mut out = Vec::new();
-    for i in (lo1.floor() as i64 - 1)..=(hi1.ceil() as i64 + 1) {
-        for j in (lo2.floor() as i64 - 1)..=(hi2.ceil() as i64 + 1) {
-            for (k, site) in cell.motif.iter().enumerate() {
-                let f1 = i as f64 + site.frac[0];
-                let f2 = j as f64 + site.frac[1];
-                let p = [
-                    o[0] + f1 * a1[0] + f2 * a2[0],
-                    o[1] + f1 * a1[1] + f2 * a2[1],
-                ];
-                if p[0] >= -m && p[0] <= ny - 1.0 + m && p[1] >= -m && p[1] <= nx - 1.0 + m {
-                    out.push(Column {
-                        position_px: p,
-                        motif_index: k,
-                        amplitude: weights[k] / wmax,
-                    });
-                }
-            }
-        }
-    }
-    out
+    stem_core::synth::lattice_sites(
+        cell,
+        placement.shape,
+        placement.sampling_a,
+        placement.rotation_deg,
+        placement.origin_a,
+        margin_px,
+    )
+    .into_iter()
+    .map(|(position_px, k)| Column {
+        position_px,
+        motif_index: k,
+        amplitude: weights[k] / wmax,
+    })
+    .collect()
 }
 
 /// The image of one column: a Gaussian (`stem_core::synth`'s stand-in) or the intensity of an
