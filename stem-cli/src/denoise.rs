@@ -35,7 +35,7 @@ pub enum PresetArg {
 /// Options of `stem denoise`.
 #[derive(Args, Debug, Clone)]
 pub struct DenoiseArgs {
-    /// Input NPY (2-D, counts).
+    /// Input image (2-D, counts): NPY or any format `stem info` reads (DM3/DM4, MRC, TIFF, SER...).
     pub input: PathBuf,
     /// Output NPY (f32 counts) or PNG preview.
     pub output: PathBuf,
@@ -55,7 +55,7 @@ pub struct DenoiseArgs {
 
 /// Runs `stem denoise`.
 pub fn run(args: &DenoiseArgs, quiet: bool) -> Result<(), CliError> {
-    let data = npy::read_npy_f32(&args.input)?;
+    let data = crate::input::read_array(&args.input)?;
     let shape = data.shape().to_vec();
     let image = data.into_dimensionality::<Ix2>().map_err(|_| {
         CliError::Argument(format!(

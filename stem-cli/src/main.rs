@@ -14,6 +14,7 @@ mod dataset;
 mod demo;
 mod denoise;
 mod info;
+mod input;
 mod progress;
 mod register;
 mod simulate;

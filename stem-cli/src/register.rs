@@ -15,7 +15,7 @@ use stem_register::warp::Interpolation;
 /// Arguments of `stem register`.
 #[derive(Args, Debug, Clone)]
 pub struct RegisterArgs {
-    /// Input series: a 3-D NPY array `[frame, y, x]` (any numeric dtype; counts).
+    /// Input series: a 3-D array `[frame, y, x]` in counts, in any format `stem info` reads (NPY, DM3/DM4, MRC, TIFF, SER...).
     pub series: PathBuf,
     /// Output directory (created): mean.npy, median.npy, counts.npy, shifts.csv,
     /// fields.npy `[frame, 2, y, x]` (dy, dx in px), columns.csv, bonds.csv.
@@ -53,7 +53,7 @@ fn write_text(path: &Path, text: &str) -> Result<(), CliError> {
 /// Runs `stem register`.
 pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
     let t0 = Instant::now();
-    let data = npy::read_npy_f32(&args.series)?;
+    let data = crate::input::read_array(&args.series)?;
     let frames = data.into_dimensionality::<ndarray::Ix3>().map_err(|e| {
         CliError::Argument(format!("series must be a 3-D array [frame, y, x]: {e}"))
     })?;

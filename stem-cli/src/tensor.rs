@@ -37,7 +37,7 @@ pub struct TensorArgs {
 /// Options of `stem tensor denoise`.
 #[derive(Args, Debug, Clone)]
 pub struct DenoiseArgs {
-    /// Input NPY (counts), e.g. `[scan_y, scan_x, k_y, k_x]`.
+    /// Input hypercube (counts), e.g. `[scan_y, scan_x, k_y, k_x]`: NPY or any format `stem info` reads.
     pub input: PathBuf,
     /// Output NPY (f32, same shape).
     pub output: PathBuf,
@@ -58,7 +58,7 @@ pub struct DenoiseArgs {
 /// Options of `stem tensor symmetry`.
 #[derive(Args, Debug, Clone)]
 pub struct SymmetryArgs {
-    /// Input NPY `[scan_y, scan_x, k_y, k_x]`.
+    /// Input 4D-STEM cube `[scan_y, scan_x, k_y, k_x]`: NPY or any format `stem info` reads (MIB, DM4...).
     pub input: PathBuf,
     /// Output folder (created if missing).
     pub out_dir: PathBuf,
@@ -83,7 +83,7 @@ pub fn run(args: &TensorArgs, quiet: bool) -> Result<(), CliError> {
     let bar = Bar::new(quiet);
     match &args.command {
         TensorCommand::Denoise(a) => {
-            let data = npy::read_npy_f32(&a.input)?;
+            let data = crate::input::read_array(&a.input)?;
             let cube = Hypercube::new(data, a.nav_dims)?;
             let config = DenoiseConfig {
                 ranks: parse_ranks(&a.ranks)?,
@@ -133,7 +133,7 @@ pub fn run(args: &TensorArgs, quiet: bool) -> Result<(), CliError> {
             );
         }
         TensorCommand::Symmetry(a) => {
-            let data = npy::read_npy_f32(&a.input)?;
+            let data = crate::input::read_array(&a.input)?;
             let cube = Hypercube::new(data, 2)?;
             let source = InMemorySource::new(cube.view());
             let config = SymmetryConfig {
