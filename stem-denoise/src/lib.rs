@@ -41,10 +41,12 @@
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
 
+pub mod bm3d;
 pub mod error;
 pub mod nlm;
 pub mod simple;
 
+pub use bm3d::{Bm3d, Bm3dConfig, Bm3dReport, Bm3dSearch, LatticeFallback};
 pub use error::{Error, Result};
 pub use nlm::{BlockDistance, FilterStrength, Nlm, NlmConfig, NlmReport, Preset, SearchSet};
 pub use simple::{GaussianDenoiser, MedianDenoiser};

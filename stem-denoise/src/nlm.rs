@@ -436,7 +436,7 @@ fn search_groups(search: SearchSet, lattice: Option<&Lattice>) -> Vec<Group> {
 }
 
 /// `x ln x` for integer counts `0..=2·max` when all counts are integers ≤ 2¹⁵, else `None`.
-fn glr_lut(data: ndarray::ArrayView2<'_, f32>) -> Vec<f32> {
+pub(crate) fn glr_lut(data: ndarray::ArrayView2<'_, f32>) -> Vec<f32> {
     let integral = data.iter().all(|&v| v.fract() == 0.0 && v <= 32768.0);
     if !integral {
         return Vec::new();
@@ -450,7 +450,7 @@ fn glr_lut(data: ndarray::ArrayView2<'_, f32>) -> Vec<f32> {
         .collect()
 }
 
-fn xlogx(v: f32) -> f32 {
+pub(crate) fn xlogx(v: f32) -> f32 {
     if v > 0.0 { v * v.ln() } else { 0.0 }
 }
 
