@@ -88,7 +88,7 @@ def main(out):
         for m in methods:
             wall, cpu, h = ours_times[(m, dose)]
             est = np.load(os.path.join(out, f"ours_{m}_{dose}.npy")).astype(np.float64)
-            score("ours " + m, est, wall, cpu, f"h={h}" if h else "")
+            score("ours " + m, est, wall, cpu, f"h={h}" if h[:1].isdigit() else h)
         rows.append((dose, "_bm3d_wall", 0, 0, 0, bm3d_wall, 0, ""))
     print("| dose | method | PSNR dB | SSIM | heavy-column RMS px | wall s | CPU s | wall / bm3d | note |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 if [ ! -x "$HERE/.venv/bin/python" ]; then
   python3 -m venv "$HERE/.venv"
 fi
-"$HERE/.venv/bin/pip" install -q "numpy<3" "scipy<2" "scikit-image==0.26.0" "bm3d==4.0.3"
+"$HERE/.venv/bin/python" -m pip install -q "numpy<3" "scipy<2" "scikit-image==0.26.0" "bm3d==4.0.3"
 # Ours: writes the inputs (clean, noisy, heavy columns), our outputs and our timings.
 (cd "$ROOT" && cargo run --release -q -p stem-denoise --example bench_denoise -- "$OUT")
 # Peers on the same inputs, and one table scoring everything with the same metrics.

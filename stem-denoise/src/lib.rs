@@ -12,14 +12,25 @@
 //!   *local*, *periodic* (lattice translates from [`stem_core::lattice`]) or *adaptive
 //!   periodic* search sets. Distances are box filters over per-offset difference images (no
 //!   per-pair loops), in parallel over row bands.
+//! * [`Bm3d`]: BM3D (Dabov et al. 2007; hard thresholding then Wiener filtering in a 3-D
+//!   DCT + Haar transform) on Anscombe-transformed counts, with the block matching of
+//!   Mevenkamp et al. (ASCI 2015): Poisson likelihood ratio on raw counts and **periodic**
+//!   groups built from the lattice translates; a local-window search for non-periodic images.
 //! * Data-driven parameters: the block size follows the lattice constant, and the filter
 //!   strength `h` is chosen by minimising Stein's unbiased risk estimate (SURE) with the
 //!   exact NLM divergence in the Anscombe domain (σ = 1).
 //!
-//! Two presets ([`Preset`]): [`Preset::Psnr`] minimises the estimated mean-square error (best
-//! PSNR / SSIM, for viewing and quantitative intensities); [`Preset::Precision`] filters much
-//! more strongly (close to averaging over lattice translates), which degrades PSNR but gives far
-//! better **column positions** (for atom-position / strain measurements).
+//! Which method serves which objective:
+//!
+//! * **Best PSNR / SSIM** (viewing, quantitative intensities): [`Bm3d`] with its default
+//!   periodic search (on the 512² benchmark lattice 4–7 dB above the `bm3d` 4.0.3 package and
+//!   2–5 dB above the NLM `Psnr` preset; see `bench/denoise/RESULTS.md`). [`Nlm`] with
+//!   [`Preset::Psnr`] (SURE-chosen `h`) is the faster runner-up.
+//! * **Best column precision** (atom positions, strain maps): [`Nlm`] with
+//!   [`Preset::Precision`], which filters much more strongly (close to averaging over lattice
+//!   translates): PSNR drops, column positions become far more precise.
+//! * Non-periodic images: [`Bm3dConfig::local`] (classic BM3D) or [`Nlm`] with
+//!   [`SearchSet::Local`].
 //!
 //! ```
 //! use stem_core::{NoProgress, synth::{LatticeImageConfig, UnitCell2D}};
