@@ -34,7 +34,8 @@
 //! Implementation: block distances for one offset are box sums over the per-pixel term image
 //! of the offset (no per-pair loops), over bands of reference rows in parallel (rayon); each
 //! band keeps the best matches per reference block in a fixed offset order. Aggregation goes
-//! into 64-bit fixed-point accumulators (2⁻³² resolution), whose sums do not depend on the
+//! into 64-bit fixed-point accumulators (2⁻³² resolution, coarser only when needed to rule out
+//! overflow for huge counts or images), whose sums do not depend on the
 //! order of addition, so the result is bit-identical on any number of threads.
 
 use crate::nlm::{glr_lut, xlogx};
@@ -734,8 +735,18 @@ fn insert(top: &mut [Match], cnt: &mut u32, m: Match) {
 
 /// Reference rows per band.
 const BAND_ROWS: usize = 8;
-/// Fixed-point scale of the accumulators (2³²).
-const FIX: f32 = 4_294_967_296.0;
+/// Largest fixed-point scale of the accumulators (2³²).
+const FIX_MAX: f64 = 4_294_967_296.0;
+
+/// The fixed-point scale: 2³², or a smaller power of two that keeps every sum below 2⁶² for
+/// large values or many groups. A block value is at most the group's L2 norm,
+/// `z_max·√(m·B²)`; a pixel receives at most one contribution per group and block.
+fn fixed_scale(z_max: f32, n_groups: usize, max_group: usize, b: usize) -> f32 {
+    let zmax = f64::from(z_max).max(1.0);
+    let bound = zmax * ((max_group * b * b) as f64).sqrt() * (n_groups.max(1) * max_group) as f64;
+    let s = (2f64.powi(62) / bound).min(FIX_MAX);
+    2f64.powi(s.log2().floor() as i32) as f32
+}
 
 /// One BM3D step.
 struct Pass<'a> {
@@ -800,6 +811,8 @@ impl Pass<'_> {
         let g = self.geom;
         let n = g.ny * g.nx;
         let nb = g.ys.len().div_ceil(BAND_ROWS);
+        let z_max = self.noisy.iter().fold(0.0f32, |a, &b| a.max(b));
+        let fix = fixed_scale(z_max, g.ys.len() * g.xs.len(), self.max_group, g.b);
         progress.start(stage, nb as u64);
         let acc = (0..nb)
             .into_par_iter()
@@ -811,7 +824,7 @@ impl Pass<'_> {
                         let r0 = band * BAND_ROWS;
                         let rows = &g.ys[r0..(r0 + BAND_ROWS).min(g.ys.len())];
                         self.match_band(rows, &mut s);
-                        self.filter_band(rows, &mut s, &mut acc);
+                        self.filter_band(rows, &mut s, &mut acc, fix);
                         progress.advance(1);
                     }
                     (s, Some(acc))
@@ -979,7 +992,7 @@ impl Pass<'_> {
     }
 
     /// Collaborative filtering of the groups of `rows` into `acc`.
-    fn filter_band(&self, rows: &[usize], s: &mut Scratch, acc: &mut Acc) {
+    fn filter_band(&self, rows: &[usize], s: &mut Scratch, acc: &mut Acc, fix: f32) {
         let g = self.geom;
         let (nx, b) = (g.nx, g.b);
         let bb = b * b;
@@ -1046,8 +1059,8 @@ impl Pass<'_> {
                     let v = &blk[i * b..(i + 1) * b];
                     for j in 0..b {
                         let w = weight * kw[j];
-                        num[j] += (w * v[j] * FIX) as i64;
-                        den[j] += (w * FIX) as i64;
+                        num[j] += (w * v[j] * fix) as i64;
+                        den[j] += (w * fix) as i64;
                     }
                 }
             }

@@ -525,3 +525,25 @@ fn cancels() {
         Err(Error::Core(stem_core::Error::Cancelled))
     ));
 }
+
+#[test]
+fn fixed_point_scale_rules_out_overflow() {
+    // Typical: 512² image, step 4, counts ≤ 1000 → 2⁻³¹ resolution or finer.
+    assert!(fixed_scale(64.0, 128 * 128, 32, 8) >= 2_147_483_648.0);
+    assert_eq!(fixed_scale(1.0, 100, 16, 8), 4_294_967_296.0);
+    // Huge counts: smaller scale, and the worst-case sum stays below 2⁶³.
+    let (z, n, k, b) = (2.0e6f32, 1 << 20, 32usize, 8usize);
+    let s = f64::from(fixed_scale(z, n, k, b));
+    assert!(s < 4_294_967_296.0);
+    let worst = f64::from(z) * ((k * b * b) as f64).sqrt() * (n * k) as f64 * s;
+    assert!(worst < 2f64.powi(63), "{worst}");
+    // Still counts in the millions are aggregated without overflow.
+    let y = Array2::from_shape_fn((32, 32), |(i, j)| 1.0e6 + ((i * 7 + j * 3) % 11) as f32);
+    let out = Bm3d::new(Bm3dConfig::local(4))
+        .unwrap()
+        .denoise((&y).into(), &NoProgress)
+        .unwrap();
+    let mean = out.data().mean().unwrap();
+    // Denoising keeps the mean of 1e6 + 5 counts to 1e-5 relative (f32 resolution ~0.06).
+    assert!((mean - 1.0e6 - 5.0).abs() < 10.0, "{mean}");
+}
