@@ -814,8 +814,11 @@ impl Pass<'_> {
         let z_max = self.noisy.iter().fold(0.0f32, |a, &b| a.max(b));
         let fix = fixed_scale(z_max, g.ys.len() * g.xs.len(), self.max_group, g.b);
         progress.start(stage, nb as u64);
+        // At most ~4 accumulators per thread (each holds two full-image i64 arrays).
+        let min_len = nb.div_ceil(4 * rayon::current_num_threads()).max(1);
         let acc = (0..nb)
             .into_par_iter()
+            .with_min_len(min_len)
             .fold(
                 || (Scratch::default(), None::<Acc>),
                 |(mut s, acc), band| {
