@@ -38,6 +38,9 @@ fn rand_t(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor {
 }
 
 fn maxdiff(a: &Tensor, b: &Tensor) -> f32 {
+    if a.dims() != b.dims() {
+        return f32::NAN; // the input layer: candle computes an input gradient, we skip it
+    }
     (a - b)
         .unwrap()
         .abs()

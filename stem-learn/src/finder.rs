@@ -380,3 +380,145 @@ pub fn score(
         mean_distance_px: (nm > 0).then(|| dsum / nm as f64),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::LrSchedule;
+    use crate::train::{TrainConfig, Trainer, testdata};
+    use crate::unet::{UNetConfig, Upsample};
+    use stem_core::NoProgress;
+
+    #[test]
+    fn tiled_inference_equals_whole_image_when_overlap_covers_receptive_field() {
+        // depth 1: receptive radius ≈ 1 (enc) + 1 (pool) + 4 (2 half-res convs) + 2 (bilinear)
+        // + 1 (dec) = 9 px < overlap 12; tile starts 0, 8, 16 are even (pooling grid aligned).
+        let net = UNet::new(
+            UNetConfig {
+                base_filters: 4,
+                depth: 1,
+                ..Default::default()
+            },
+            3,
+        )
+        .unwrap();
+        let img = testdata::lattice_cases(1, 48, 100.0, 9).remove(0).0;
+        let whole = probability_map(
+            &net,
+            img.view(),
+            &InferenceConfig {
+                tile_px: 48,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let cfg = InferenceConfig {
+            tile_px: 32,
+            overlap_px: 12,
+            batch: 2,
+            parallelism: Parallelism::Threads(2),
+        };
+        let tiled = probability_map(&net, img.view(), &cfg).unwrap();
+        let d = (&whole - &tiled)
+            .mapv(f32::abs)
+            .fold(0f32, |a, &b| a.max(b));
+        // Same arithmetic up to GEMM summation order over different column counts: ~1e-7.
+        assert!(d < 1e-5, "max |tiled − whole| = {d}");
+    }
+
+    #[test]
+    fn validation_rules() {
+        let net = UNet::new(
+            UNetConfig {
+                base_filters: 2,
+                depth: 2,
+                ..Default::default()
+            },
+            0,
+        )
+        .unwrap();
+        let img = Array2::<f32>::zeros((20, 20));
+        let bad = |c: InferenceConfig| probability_map(&net, img.view(), &c).is_err();
+        assert!(bad(InferenceConfig {
+            tile_px: 30,
+            ..Default::default()
+        }));
+        assert!(bad(InferenceConfig {
+            tile_px: 32,
+            overlap_px: 16,
+            ..Default::default()
+        }));
+        assert!(bad(InferenceConfig {
+            batch: 0,
+            ..Default::default()
+        }));
+        assert!(
+            probability_map(
+                &net,
+                Array2::<f32>::zeros((0, 5)).view(),
+                &InferenceConfig::default()
+            )
+            .is_err()
+        );
+        let mut nan = img.clone();
+        nan[[3, 3]] = f32::NAN;
+        assert!(probability_map(&net, nan.view(), &InferenceConfig::default()).is_err());
+        assert!(components_to_positions(img.view(), f32::NAN, 1).is_err());
+    }
+
+    #[test]
+    fn short_training_reduces_loss_and_finds_columns() {
+        // 160 steps of a 8-filter, depth-2 U-Net on 48² crops of noisy SrTiO3 images at 0.2 Å/px
+        // (Sr–TiO columns 1.95 Å ≈ 9.8 px apart, O columns 1.38 Å ≈ 6.9 px from them).
+        let train = testdata::lattice_cases(6, 96, 300.0, 11);
+        let data = testdata::set(&train);
+        let unet = UNetConfig {
+            base_filters: 8,
+            depth: 2,
+            upsample: Upsample::Bilinear,
+            ..Default::default()
+        };
+        let cfg = TrainConfig {
+            steps: 160,
+            batch_size: 4,
+            crop_px: 48,
+            schedule: LrSchedule::Cosine {
+                warmup_steps: 10,
+                total_steps: 160,
+                min_factor: 0.1,
+            },
+            seed: 5,
+            ..Default::default()
+        };
+        let mut tr = Trainer::new(unet, cfg).unwrap();
+        let r = tr.run(&data, &NoProgress).unwrap();
+        let first: f32 = r.losses[..10].iter().sum::<f32>() / 10.0;
+        let last: f32 = r.losses[150..].iter().sum::<f32>() / 10.0;
+        assert!(last < 0.5 * first, "loss {first} -> {last}");
+        let finder = UnetFinder::new(tr.net().clone());
+        let held_out = testdata::lattice_cases(2, 96, 300.0, 12);
+        // Match radius 1.5 px = 0.3 Å; columns within 4 px of the edge are not counted.
+        let s = score(&finder, &held_out, 1.5, 4.0).unwrap();
+        eprintln!("unet held-out: {s:?}, loss {first} -> {last}");
+        // Measured: recall 1.0, precision 1.0, Δd 0.21 px (0.04 Å); the benchmark targets are
+        // recall > 0.90, precision > 0.95, Δd < 0.3 Å (= 1.5 px here).
+        assert!(s.recall > 0.9 && s.precision > 0.95, "{s:?}");
+        assert!(s.mean_distance_px.unwrap() < 0.5, "{s:?}");
+    }
+
+    #[test]
+    fn classical_baseline_through_the_same_trait() {
+        let cases = testdata::lattice_cases(2, 96, 300.0, 12);
+        let f = ClassicalFinder::new(3);
+        assert_eq!(f.name(), "classical");
+        let s = score(&f, &cases, 1.5, 4.0).unwrap();
+        // It finds the heavy Sr and TiO columns (half of all) precisely; the O columns, at
+        // (Z_O/Z_Sr)^1.7 ≈ 7 % of the Sr amplitude, lie below its 0.2 relative threshold —
+        // the case the U-Net is for. Measured: recall 86/170, precision 1.0, Δd 0.04 px.
+        assert!(
+            s.precision > 0.95 && (0.45..0.55).contains(&s.recall),
+            "{s:?}"
+        );
+        assert!(s.mean_distance_px.unwrap() < 0.2, "{s:?}");
+    }
+}

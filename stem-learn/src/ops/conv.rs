@@ -1,9 +1,8 @@
 //! 2-D convolution as im2col + GEMM with an exact backward.
 
-use super::{Data, Elem, data, dims4};
+use super::Elem;
 use crate::error::{Error, Result};
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::Tensor;
 
 /// Padding, stride and dilation of a 2-D convolution, each `[y, x]` in pixels.
 ///
@@ -82,26 +81,38 @@ pub fn conv2d_output_size(
     Ok(out)
 }
 
-/// Geometry of one im2col / col2im: input `[b, c, h, w]`, kernel `[kh, kw]`, output `[oh, ow]`.
+/// Geometry of a convolution: input `[b, c, h, w]`, kernel `[kh, kw]`, output `[oh, ow]`.
 #[derive(Clone, Copy, Debug)]
-struct Geom {
-    b: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    oh: usize,
-    ow: usize,
-    p: Conv2dParams,
+pub(super) struct Geom {
+    pub(super) b: usize,
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) p: Conv2dParams,
 }
 
 impl Geom {
-    fn rows(&self) -> usize {
-        self.c * self.kh * self.kw
+    pub(super) fn new(x: [usize; 4], k: [usize; 2], p: Conv2dParams) -> Result<Self> {
+        let [oh, ow] = conv2d_output_size([x[2], x[3]], k, p)?;
+        Ok(Geom {
+            b: x[0],
+            c: x[1],
+            h: x[2],
+            w: x[3],
+            kh: k[0],
+            kw: k[1],
+            oh,
+            ow,
+            p,
+        })
     }
-    fn cols(&self) -> usize {
-        self.b * self.oh * self.ow
+    /// Rows of the im2col matrix, `c·kh·kw`.
+    pub(super) fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
     }
     /// Input column of output column `ox` for kernel column `kx` (may lie in the padding).
     fn ix(&self, ox: usize, kx: usize) -> isize {
@@ -119,67 +130,65 @@ impl Geom {
     }
 }
 
-/// im2col: `x [b, c, h, w]` → `cols [c·kh·kw, b·oh·ow]`, row `(c, ky, kx)`, column `(b, oy, ox)`.
-fn im2col<T: Elem>(x: &[T], g: &Geom, out: &mut [T]) {
-    let n = g.cols();
+/// im2col of output rows `oy0..oy1` of one batch item: `x [c, h, w]` →
+/// `out [c·kh·kw, (oy1 − oy0)·ow]`, row `(c, ky, kx)`, column `(oy − oy0, ox)`.
+pub(super) fn im2col_rows<T: Elem>(x: &[T], g: &Geom, oy0: usize, oy1: usize, out: &mut [T]) {
+    let nc = (oy1 - oy0) * g.ow;
     let plane = g.h * g.w;
-    out.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+    for (r, row) in out.chunks_mut(nc.max(1)).enumerate().take(g.rows()) {
         let kx = r % g.kw;
         let ky = (r / g.kw) % g.kh;
         let c = r / (g.kw * g.kh);
         let (lo, hi) = g.valid_ox(kx);
-        for b in 0..g.b {
-            let src_plane = &x[(b * g.c + c) * plane..][..plane];
-            for oy in 0..g.oh {
-                let dst = &mut row[(b * g.oh + oy) * g.ow..][..g.ow];
-                let iy = g.iy(oy, ky);
-                if iy < 0 || iy >= g.h as isize {
-                    dst.fill(T::default());
-                    continue;
+        let src_plane = &x[c * plane..][..plane];
+        for oy in oy0..oy1 {
+            let dst = &mut row[(oy - oy0) * g.ow..][..g.ow];
+            let iy = g.iy(oy, ky);
+            if iy < 0 || iy >= g.h as isize {
+                dst.fill(T::default());
+                continue;
+            }
+            let src = &src_plane[iy as usize * g.w..][..g.w];
+            if g.p.stride[1] == 1 {
+                dst[..lo].fill(T::default());
+                if hi > lo {
+                    let s0 = g.ix(lo, kx) as usize;
+                    dst[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
                 }
-                let src = &src_plane[iy as usize * g.w..][..g.w];
-                if g.p.stride[1] == 1 {
-                    dst[..lo].fill(T::default());
-                    if hi > lo {
-                        let s0 = (g.ix(lo, kx)) as usize;
-                        dst[lo..hi].copy_from_slice(&src[s0..s0 + (hi - lo)]);
-                    }
-                    dst[hi..].fill(T::default());
-                } else {
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = g.ix(ox, kx);
-                        *d = if ix >= 0 && ix < g.w as isize {
-                            src[ix as usize]
-                        } else {
-                            T::default()
-                        };
-                    }
+                dst[hi..].fill(T::default());
+            } else {
+                for (ox, d) in dst.iter_mut().enumerate() {
+                    let ix = g.ix(ox, kx);
+                    *d = if ix >= 0 && ix < g.w as isize {
+                        src[ix as usize]
+                    } else {
+                        T::default()
+                    };
                 }
             }
         }
-    });
+    }
 }
 
-/// col2im (the adjoint of [`im2col`]): sums `cols [c·kh·kw, b·oh·ow]` back into `x [b, c, h, w]`.
-/// Each output plane is accumulated by one thread in a fixed order (deterministic).
-fn col2im<T: Elem>(cols: &[T], g: &Geom, out: &mut [T]) {
-    let n = g.cols();
+/// col2im (the adjoint of [`im2col_rows`]): adds `cols [c·kh·kw, (oy1 − oy0)·ow]` into
+/// `dx [c, h, w]` of one batch item, in a fixed order.
+pub(super) fn col2im_rows<T: Elem>(cols: &[T], g: &Geom, oy0: usize, oy1: usize, dx: &mut [T]) {
+    let nc = (oy1 - oy0) * g.ow;
     let plane = g.h * g.w;
-    out.par_chunks_mut(plane).enumerate().for_each(|(bc, dst)| {
-        let b = bc / g.c;
-        let c = bc % g.c;
+    for c in 0..g.c {
+        let dst = &mut dx[c * plane..][..plane];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let r = (c * g.kh + ky) * g.kw + kx;
-                let row = &cols[r * n..][..n];
+                let row = &cols[r * nc..][..nc];
                 let (lo, hi) = g.valid_ox(kx);
-                for oy in 0..g.oh {
+                for oy in oy0..oy1 {
                     let iy = g.iy(oy, ky);
                     if iy < 0 || iy >= g.h as isize {
                         continue;
                     }
                     let drow = &mut dst[iy as usize * g.w..][..g.w];
-                    let srow = &row[(b * g.oh + oy) * g.ow..][..g.ow];
+                    let srow = &row[(oy - oy0) * g.ow..][..g.ow];
                     if g.p.stride[1] == 1 {
                         if hi > lo {
                             let s0 = g.ix(lo, kx) as usize;
@@ -198,112 +207,6 @@ fn col2im<T: Elem>(cols: &[T], g: &Geom, out: &mut [T]) {
                 }
             }
         }
-    });
-}
-
-struct Im2Col {
-    kh: usize,
-    kw: usize,
-    p: Conv2dParams,
-}
-
-impl Im2Col {
-    fn geom(&self, d: [usize; 4]) -> candle_core::Result<Geom> {
-        let [oh, ow] = conv2d_output_size([d[2], d[3]], [self.kh, self.kw], self.p)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Ok(Geom {
-            b: d[0],
-            c: d[1],
-            h: d[2],
-            w: d[3],
-            kh: self.kh,
-            kw: self.kw,
-            oh,
-            ow,
-            p: self.p,
-        })
-    }
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "stem-im2col"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.geom(dims4(l, "im2col")?)?;
-        let shape = Shape::from((g.rows(), g.cols()));
-        let st = match data(s, l, "im2col")? {
-            Data::F32(x) => {
-                let mut o = vec![0f32; g.rows() * g.cols()];
-                im2col(x, &g, &mut o);
-                f32::wrap(o)
-            }
-            Data::F64(x) => {
-                let mut o = vec![0f64; g.rows() * g.cols()];
-                im2col(x, &g, &mut o);
-                f64::wrap(o)
-            }
-        };
-        Ok((st, shape))
-    }
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let d = arg.dims4()?;
-        let g = self.geom([d.0, d.1, d.2, d.3])?;
-        let op = Col2Im { g };
-        Ok(Some(grad.contiguous()?.apply_op1(op)?))
-    }
-}
-
-struct Col2Im {
-    g: Geom,
-}
-
-impl CustomOp1 for Col2Im {
-    fn name(&self) -> &'static str {
-        "stem-col2im"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.g;
-        if l.dims() != [g.rows(), g.cols()] {
-            candle_core::bail!(
-                "col2im: expected {:?}, got {:?}",
-                [g.rows(), g.cols()],
-                l.dims()
-            );
-        }
-        let shape = Shape::from((g.b, g.c, g.h, g.w));
-        let n = g.b * g.c * g.h * g.w;
-        let st = match data(s, l, "col2im")? {
-            Data::F32(x) => {
-                let mut o = vec![0f32; n];
-                col2im(x, &g, &mut o);
-                f32::wrap(o)
-            }
-            Data::F64(x) => {
-                let mut o = vec![0f64; n];
-                col2im(x, &g, &mut o);
-                f64::wrap(o)
-            }
-        };
-        Ok((st, shape))
-    }
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let op = Im2Col {
-            kh: self.g.kh,
-            kw: self.g.kw,
-            p: self.g.p,
-        };
-        Ok(Some(grad.contiguous()?.apply_op1(op)?))
     }
 }
 
@@ -311,9 +214,11 @@ impl CustomOp1 for Col2Im {
 /// `weight [c_out, c_in, k_y, k_x]`, plus an optional `bias [c_out]`.
 ///
 /// `y[b, o, oy, ox] = bias[o] + Σ_{c,ky,kx} w[o, c, ky, kx] · x[b, c, oy·s + ky·d − p, ox·s + kx·d − p]`
-/// (zero outside the image). Computed as im2col (`[c_in·k_y·k_x, b·oh·ow]`) followed by one
-/// GEMM with the `[c_out, c_in·k_y·k_x]` kernel matrix; the backward pass is the matmul
-/// backward (`g·colsᵀ` for the kernel, `Wᵀ·g` for the columns) and col2im. The input
+/// (zero outside the image). Computed block by block: im2col of a few output rows of one
+/// batch item (a `[c_in·k_y·k_x, rows·ow]` block sized to stay in cache), immediately
+/// multiplied by the `[c_out, c_in·k_y·k_x]` kernel matrix with the `gemm` crate. The backward
+/// pass recomputes the blocks: kernel gradient `Σ g_block·colsᵀ`, input gradient
+/// col2im(`Wᵀ·g_block`). The input
 /// gradient is only computed when `x` tracks gradients (e.g. never for the network input).
 /// Works on f32 and f64 CPU tensors.
 ///
@@ -334,7 +239,7 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     p: Conv2dParams,
 ) -> Result<Tensor> {
-    let (b, c, h, w) = x.dims4().map_err(|_| Error::ShapeMismatch {
+    let (_, c, h, w) = x.dims4().map_err(|_| Error::ShapeMismatch {
         what: "conv2d input [b, c, h, w]",
         expected: vec![0, 0, 0, 0],
         found: x.dims().to_vec(),
@@ -360,18 +265,13 @@ pub fn conv2d(
             found: bias.dims().to_vec(),
         });
     }
-    let [oh, ow] = conv2d_output_size([h, w], [kh, kw], p)?;
-    let cols = x.contiguous()?.apply_op1(Im2Col { kh, kw, p })?;
-    let wm = weight.reshape((o, c * kh * kw))?;
-    let mut y = wm.matmul(&cols)?; // [o, b·oh·ow]
+    conv2d_output_size([h, w], [kh, kw], p)?;
+    let mut y = x
+        .contiguous()?
+        .apply_op2(&weight.contiguous()?, super::fused::FusedConv { p })?;
     if let Some(bias) = bias {
-        y = y.broadcast_add(&bias.reshape((o, 1))?)?;
+        y = y.broadcast_add(&bias.reshape((1, o, 1, 1))?)?;
     }
-    let y = if b == 1 {
-        y.reshape((1, o, oh, ow))?
-    } else {
-        y.reshape((o, b, oh, ow))?.transpose(0, 1)?.contiguous()?
-    };
     Ok(y)
 }
 

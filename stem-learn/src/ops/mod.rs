@@ -19,6 +19,7 @@
 
 mod act;
 mod conv;
+mod fused;
 mod pool;
 
 pub use act::{leaky_relu, sigmoid, softplus};
