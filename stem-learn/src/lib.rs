@@ -7,6 +7,14 @@
 //!   [`conv2d`](ops::conv2d) with its backward, 2×2 max-pooling and ×2 upsampling with exact
 //!   gradients, stable sigmoid / softplus / leaky ReLU.
 //! * [`loss`]: numerically stable BCE-with-logits and soft Dice.
+//! * [`params`], [`optim`]: seeded parameters, AdamW with saveable state, learning-rate schedules.
+//! * [`unet`]: an AtomAI-like U-Net segmentor sized for CPU.
+//! * [`train`]: deterministic training (bit-identical on any thread count and after resume),
+//!   checkpoints, progress and cancel.
+//! * [`finder`]: the [`AtomFinder`](finder::AtomFinder) trait with the U-Net finder (tiled
+//!   inference, components, centroids) and the classical baseline, and pooled scores.
+//! * [`bundle`], [`safetensors`]: model bundles with an embedded model card, a local
+//!   [`ModelStore`](bundle::ModelStore).
 //!
 //! Tensors are NCHW: `[batch, channel, y, x]`, images `[y, x]` as everywhere in `stem`.
 //! Every random draw is seeded (`rand_chacha::ChaCha8Rng`): candle's CPU RNG cannot be seeded,

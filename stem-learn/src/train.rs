@@ -238,6 +238,25 @@ pub struct TrainReport {
 }
 
 /// A U-Net, its optimizer and settings: trains, checkpoints, resumes.
+///
+/// ```
+/// use ndarray::Array2;
+/// use stem_core::NoProgress;
+/// use stem_learn::train::{SegmentationSet, TrainConfig, Trainer, disk_mask};
+/// use stem_learn::unet::UNetConfig;
+/// // One image with a column every 8 px and its disk mask.
+/// let pos: Vec<[f64; 2]> = (0..4).flat_map(|i| (0..4).map(move |j| [4.0 + 8.0 * i as f64, 4.0 + 8.0 * j as f64])).collect();
+/// let mask = disk_mask([32, 32], &pos, 1.5);
+/// let data = SegmentationSet::new(vec![mask.mapv(|m| 10.0 * m + 1.0)], vec![mask]).unwrap();
+/// let unet = UNetConfig { base_filters: 2, depth: 2, ..Default::default() };
+/// let cfg = TrainConfig { steps: 4, batch_size: 2, crop_px: 16, ..Default::default() };
+/// let mut tr = Trainer::new(unet.clone(), cfg.clone()).unwrap();
+/// let report = tr.run(&data, &NoProgress).unwrap();
+/// assert_eq!(report.steps_done, 4);
+/// // Same seed, same losses, bit for bit.
+/// let again = Trainer::new(unet, cfg).unwrap().run(&data, &NoProgress).unwrap();
+/// assert_eq!(report.losses, again.losses);
+/// ```
 #[derive(Debug)]
 pub struct Trainer {
     net: UNet,

@@ -5,8 +5,9 @@
 //! upsampling has no backward and its binary cross-entropy overflows on saturated logits
 //! (see `shared/reference/learn.md` §6–7). This module replaces those pieces:
 //!
-//! * [`conv2d`]: im2col + one GEMM (candle's `matmul`, i.e. the `gemm` crate) with padding,
-//!   stride and dilation; the input gradient is col2im of `Wᵀ·g`, the kernel gradient `g·colsᵀ`.
+//! * [`conv2d`]: cache-blocked im2col + GEMM (the `gemm` crate candle itself uses) with
+//!   padding, stride and dilation; the input gradient is col2im of `Wᵀ·g`, the kernel gradient
+//!   `g·colsᵀ`, and the input gradient is skipped for inputs that track no gradient.
 //!   Tensors are NCHW (`[batch, channel, y, x]`), kernels `[c_out, c_in, k_y, k_x]`.
 //! * [`max_pool2x2`] with an argmax backward, [`upsample_nearest2x`] and
 //!   [`upsample_bilinear2x`] (half-pixel centres, PyTorch `align_corners=False`) with exact
