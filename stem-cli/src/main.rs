@@ -15,6 +15,7 @@ mod demo;
 mod denoise;
 mod info;
 mod input;
+mod learn;
 mod progress;
 mod register;
 mod simulate;
@@ -50,6 +51,10 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Describe a microscope file: format, shapes, calibrated axes, key metadata.
     Info(info::InfoArgs),
+    /// Atom-column finding with a trained U-Net bundle or the classical baseline.
+    Atoms(learn::AtomsArgs),
+    /// Train models (`stem train atoms RECIPE --out MODEL.safetensors`).
+    Train(learn::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
         Command::Register(args) => register::run(&args, cli.quiet),
         Command::Simulate(args) => simulate::run(&args, cli.quiet),
         Command::Info(args) => info::run(&args),
+        Command::Atoms(args) => learn::run_atoms(&args, cli.quiet),
+        Command::Train(args) => learn::run_train(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,6 +112,9 @@ pub enum CliError {
     /// An error from stem-denoise.
     #[error(transparent)]
     Denoise(#[from] stem_denoise::Error),
+    /// An error from stem-learn.
+    #[error(transparent)]
+    Learn(#[from] stem_learn::Error),
     /// A bad command-line value.
     #[error("invalid argument: {0}")]
     Argument(String),
