@@ -1,7 +1,7 @@
 //! Out-of-core Tucker denoising: HOOI driven chunk by chunk through a
 //! [`FrameSource`], output written chunk by chunk to a [`FrameSink`] (e.g. [`NpyWriter`]).
 //!
-//! The hypercube is the tensor `(p_1, …, p_m, n)` of the [`Layout::FlattenSignal`] layout of
+//! The hypercube is the tensor `(p_1, …, p_m, n)` of the [`FlattenSignal`](crate::denoise::Layout::FlattenSignal) layout of
 //! [`crate::denoise`]: the `m` navigation axes as modes and the flattened signal (`n` values per
 //! frame) as the last mode. A **chunk** is a run of consecutive frames covering whole indices of
 //! the first navigation axis (for 4D-STEM: whole scan rows), so that it is itself a tensor
@@ -22,27 +22,33 @@
 //!    chunks (each chunk's part is the mode products of the chunk with the matching rows of
 //!    `U_1`), whose `n`-mode subspace gives `U_n` and the core `S = C ×_n U_nᵀ`. Stops like the
 //!    in-memory HOOI (relative change of `‖S‖²` below `tolerance`, or `max_sweeps`).
+//!    The start of every fit is the HOOI of the sketched tensor, in memory (as many sweeps as
+//!    the fit), so the exact sweeps begin next to their fixed point and usually stop after one
+//!    or two.
 //! 4. for automatic ranks, the projected parallel analysis of [`crate::ranks`], with the
 //!    Poisson surrogate generated chunk by chunk (one ChaCha8 stream per frame, so it is the
-//!    same surrogate as in memory): per round, `sweeps_per_round` sweeps at the current ranks,
-//!    one data pass for `P` and one surrogate pass (no file reads);
+//!    same surrogate as in memory): per round, `sweeps_per_round` sketched sweeps (in memory)
+//!    and `round_sweeps` exact sweeps at the current ranks, one data pass for `P` and one
+//!    surrogate pass (no file reads);
 //! 5. the output pass: `X̂ = S ×_k U_k` for the chunk's rows, times the weights `W`, as `f32`.
 //!
 //! So with fixed ranks, `s` sweeps cost `1 + (q + 2) + 2s` passes that read the source
 //! (`(q + 2) + 2s` without scaling), and the automatic ranks add
-//! `rounds × (2·sweeps_per_round + 1)` (one more sketch of `q + 2` passes if a round raises
+//! `rounds × (2·round_sweeps + 1)` (with the default `round_sweeps = 0`: one pass per round
+//! for `P` and `C` together; one more sketch of `q + 2` passes if a round raises
 //! the signal rank above the sketch width). The output pass reads nothing.
 //!
 //! **Memory bound** (`f64` = 8 bytes; `F` frames per chunk after rounding to whole rows of the
 //! first navigation axis, `n` values per frame, `N_f` frames, `R = r_1⋯r_m`, `w` sketch width):
 //!
-//! `8·(2.5·F·n + 2·R·n + N_f·(w + r_n) + n·w + 2·(N_f + n)) + 4·F·n` bytes, plus the sink's
-//! buffer: a chunk as `f32` and `f64`, the partial mode products of one chunk (at most
-//! `F·n·r_2/p_2`, counted as `0.5·F·n`) or its reconstruction, `C` and its chunk part, `B` and
-//! `P`, the sketch `W` and the weights. It does not grow with the number of frames except
-//! through the `N_f·(w + r_n)` projections (12.6 MB per 65 536 frames at `w + r_n = 24`).
-//! For a 256×256 × 80×80 cube (1.68 GB as `f32`) at ranks (12, 12, 8) with `F = 1024`
-//! frames: about 240 MB.
+//! `8·(2.5·F·n + R·n + N_f·(w + r_n) + n·w + 2·(N_f + n)) + 4·F·n` bytes, plus the sink's
+//! buffers ([`NpyWriter`]: `4·F·n` + 1 MiB): a chunk as `f32` and `f64`, the partial mode
+//! products of one chunk (at most `F·n·r_2/p_2`, counted as `0.5·F·n`) or its
+//! reconstruction, `C` (accumulated in place), the projections `B` and `P`, the sketch `W`
+//! and the weights. Only the `N_f·(w + r_n)` projections grow with the number of frames
+//! (16.8 MB per 65 536 frames at `w + r_n = 32`). For a 256×256 × 80×80 cube (1.68 GB as
+//! `f32`) with `F = 1024` at the generous starting ranks of the rank search (32, 32, 8):
+//! 131 + 52 + 17 + 2 + 26 ≈ 230 MB, plus 27 MB for the NPY sink.
 //!
 //! **Agreement with the in-memory denoiser.** The sweeps are the in-memory sweeps; only the
 //! start differs (sketched ST-HOSVD instead of the exact one), so the two agree at convergence,
@@ -50,12 +56,12 @@
 //! count (chunks are reduced in order, all blocked kernels use fixed block sizes).
 
 use crate::denoise::{DenoiseConfig, Ranks};
-use crate::dense::{expand, mode_product, project, unfold};
+use crate::dense::{expand, mode_product, unfold};
 use crate::error::{Error, Result};
 use crate::linalg::{leading_left_singular, orthonormalize};
 use crate::poisson::{PoissonScaling, surrogate_from_mean_at};
 use crate::ranks::{AutoRankConfig, ScreeMode, ScreeRound, clamp_ranks};
-use crate::tucker::{Tucker, mode_subspace, st_hosvd, validate_ranks};
+use crate::tucker::{Tucker, hooi_sweeps, mode_subspace, st_hosvd, validate_ranks};
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use ndarray::{Array2, ArrayD, IxDyn, s};
 use rand::SeedableRng;
@@ -226,6 +232,11 @@ pub struct StreamConfig {
     pub sketch_power_passes: usize,
     /// Seed of the sketch. Default 0.
     pub sketch_seed: u64,
+    /// Exact (streamed) HOOI sweeps per round of the automatic rank search, after the HOOI of
+    /// the sketched tensor (`auto.sweeps_per_round` sweeps, in memory). Default 0: the scree
+    /// data are then computed, exactly, with the factors of the sketched HOOI, in one data pass
+    /// per round.
+    pub round_sweeps: usize,
     /// Threads.
     pub parallelism: Parallelism,
 }
@@ -242,6 +253,7 @@ impl Default for StreamConfig {
             sketch_oversampling: 16,
             sketch_power_passes: 1,
             sketch_seed: 0,
+            round_sweeps: 0,
             parallelism: Parallelism::Auto,
         }
     }
@@ -336,6 +348,8 @@ enum Feed<'a> {
 struct Run<'a> {
     source: &'a dyn FrameSource,
     scaling: Option<PoissonScaling>,
+    /// `1 / √h_j` of the scaling (empty without scaling).
+    inv_sig_weights: Vec<f64>,
     nav: Vec<usize>,
     n: usize,
     n_frames: usize,
@@ -434,6 +448,7 @@ impl StreamedDenoiser {
         let mut run = Run {
             source,
             scaling: None,
+            inv_sig_weights: Vec::new(),
             nav,
             n,
             n_frames,
@@ -449,6 +464,7 @@ impl StreamedDenoiser {
         if c.poisson_scaling || is_auto {
             let w = run.sums()?;
             if c.poisson_scaling {
+                run.inv_sig_weights = w.sig_weights.iter().map(|h| 1.0 / h).collect();
                 run.scaling = Some(w.clone());
             }
             if is_auto {
@@ -460,7 +476,7 @@ impl StreamedDenoiser {
             return Err(Error::invalid("ranks", "unreachable rank rule"));
         };
         let sketch = run.sketch(ranks[order - 1] + c.sketch_oversampling, c)?;
-        let start = run.init(&sketch, ranks)?;
+        let start = run.init(&sketch, ranks, c.max_sweeps, c.tolerance)?;
         let (tk, _) = run.sweeps(Feed::Data, start, c.max_sweeps, c.tolerance)?;
         run.write(&tk, sink)?;
         Ok(StreamResult {
@@ -508,8 +524,8 @@ impl StreamedDenoiser {
             if ranks[m] > sketch.q.ncols() {
                 sketch = run.sketch(ranks[m] + c.sketch_oversampling, c)?;
             }
-            let start = run.init(&sketch, &ranks)?;
-            let (tk, c_y) = run.sweeps(Feed::Data, start, c.auto.sweeps_per_round, 0.0)?;
+            let start = run.init(&sketch, &ranks, c.auto.sweeps_per_round, 0.0)?;
+            let (tk, c_y) = run.sweeps(Feed::Data, start, c.round_sweeps, 0.0)?;
             let (p_y, c_y2) = run.accumulate(
                 Feed::Data,
                 if c_y.is_none() {
@@ -574,7 +590,7 @@ impl StreamedDenoiser {
         if ranks[m] > sketch.q.ncols() {
             sketch = run.sketch(ranks[m] + c.sketch_oversampling, c)?;
         }
-        let start = run.init(&sketch, &ranks)?;
+        let start = run.init(&sketch, &ranks, c.max_sweeps, c.tolerance)?;
         let (tk, _) = run.sweeps(Feed::Data, start, c.max_sweeps, c.tolerance)?;
         run.write(&tk, sink)?;
         Ok(StreamResult {
@@ -651,6 +667,39 @@ fn add_t_times(a: &[f64], n: usize, t: &[f64], w: usize, acc: &mut Mat<f64>) {
     }
 }
 
+/// `acc (r × cols) += uᵀ (r × rows) · t (rows × cols)`, all row-major, over fixed column
+/// blocks in parallel (each block's sum is computed entirely by one task).
+fn add_ut_times(u: MatRef<'_, f64>, t: &[f64], cols: usize, acc: &mut [f64]) {
+    let (rows, r) = (u.nrows(), u.ncols());
+    if cols == 0 || r == 0 || rows == 0 {
+        return;
+    }
+    let tm = MatRef::from_row_major_slice(t, rows, cols);
+    let am = MatMut::from_row_major_slice_mut(acc, r, cols);
+    let cb = 512;
+    let mut blocks = Vec::with_capacity(cols.div_ceil(cb));
+    let mut rest = am;
+    let mut start = 0;
+    while start < cols {
+        let w = cb.min(cols - start);
+        let (head, tail) = rest.split_at_col_mut(w);
+        blocks.push((start, head));
+        rest = tail;
+        start += w;
+    }
+    blocks.into_par_iter().for_each(|(c0, blk)| {
+        let w = blk.ncols();
+        faer::linalg::matmul::matmul(
+            blk,
+            Accum::Add,
+            u.transpose(),
+            tm.subcols(c0, w),
+            1.0,
+            Par::Seq,
+        );
+    });
+}
+
 fn mat_to_array(m: &Mat<f64>) -> Array2<f64> {
     Array2::from_shape_fn((m.nrows(), m.ncols()), |(i, j)| m[(i, j)])
 }
@@ -697,13 +746,26 @@ impl Run<'_> {
                             index: start * n + i,
                         });
                     }
-                    v.par_iter_mut()
-                        .zip(r.par_iter())
-                        .with_min_len(4096)
-                        .for_each(|(a, &b)| *a = f64::from(b));
-                    if let Some(w) = &self.scaling {
-                        w.scale_rows(start, v);
-                    }
+                    // Conversion and Keenan–Kotula scaling in one sweep (multiplication by the
+                    // reciprocal weights).
+                    let inv_h = &self.inv_sig_weights;
+                    let scaling = self.scaling.as_ref();
+                    v.par_chunks_mut(n)
+                        .zip(r.par_chunks(n))
+                        .enumerate()
+                        .for_each(|(i, (a, b))| match scaling {
+                            Some(w) => {
+                                let ig = 1.0 / w.nav_weights[start + i];
+                                for ((x, &y), &ih) in a.iter_mut().zip(b).zip(inv_h) {
+                                    *x = f64::from(y) * ig * ih;
+                                }
+                            }
+                            None => {
+                                for (x, &y) in a.iter_mut().zip(b) {
+                                    *x = f64::from(y);
+                                }
+                            }
+                        });
                 }
                 Feed::Noise { w, seed, fit } => match fit {
                     None => w.surrogate_rows(start, v, seed, self.scaling.is_some()),
@@ -808,9 +870,16 @@ impl Run<'_> {
     }
 
     /// The start of a HOOI at `ranks`: ST-HOSVD of the sketched tensor, signal factor `Q U`.
-    fn init(&self, sketch: &Sketch, ranks: &[usize]) -> Result<Tucker> {
+    fn init(
+        &self,
+        sketch: &Sketch,
+        ranks: &[usize],
+        sweeps: usize,
+        tolerance: f64,
+    ) -> Result<Tucker> {
         let m = self.nav.len();
-        let mut tk = st_hosvd(sketch.b.view(), ranks, self.progress)?;
+        let start = st_hosvd(sketch.b.view(), ranks, self.progress)?;
+        let mut tk = hooi_sweeps(sketch.b.view(), start, sweeps, tolerance, self.progress)?;
         tk.factors[m] = crate::linalg::matmul(sketch.q.view(), tk.factors[m].view())?;
         Ok(tk)
     }
@@ -824,7 +893,6 @@ impl Run<'_> {
         sig: Option<&Array2<f64>>,
     ) -> Result<Projections> {
         let n = self.n;
-        let m = self.nav.len();
         let r = sig.map(|u| u.ncols()).unwrap_or(0);
         let mut p = sig.map(|_| vec![0.0f64; self.n_frames * r]);
         let mut c_acc: Option<ArrayD<f64>> = match nav {
@@ -839,24 +907,45 @@ impl Run<'_> {
             Some(u) => Some(array_ref(u)?),
             None => None,
         };
-        let dummy = Array2::<f64>::zeros((n, 1));
         self.for_each(feed, "projection", |start, count, v| {
             if let (Some(p), Some(u)) = (p.as_mut(), sig_ref) {
                 rows_times(v, n, u, &mut p[start * r..(start + count) * r]);
             }
             if let (Some(acc), Some(f)) = (c_acc.as_mut(), nav) {
                 let (a, b) = (start / self.hyper, (start + count) / self.hyper);
-                let mut factors: Vec<Array2<f64>> = Vec::with_capacity(m + 1);
-                factors.push(f[0].slice(s![a..b, ..]).to_owned());
-                factors.extend(f[1..].iter().cloned());
-                factors.push(dummy.clone());
                 let mut sh = self.nav.clone();
                 sh[0] = b - a;
                 sh.push(n);
                 let t = ndarray::ArrayViewD::from_shape(IxDyn(&sh), v)
                     .map_err(|e| Error::invalid("chunk", e.to_string()))?;
-                let part = project(t, &factors, Some(m))?;
-                *acc += &part;
+                // Modes 2..m first (mode products), then the first navigation mode as one
+                // GEMM accumulated straight into C: C (r_1 × rest) += U_1[rows]ᵀ · T.
+                let mut part: Option<ArrayD<f64>> = None;
+                for (j, u) in f.iter().enumerate().skip(1) {
+                    let next = match &part {
+                        None => mode_product(t.view(), u.t(), j)?,
+                        Some(pt) => mode_product(pt.view(), u.t(), j)?,
+                    };
+                    part = Some(next);
+                }
+                let tv = match &part {
+                    Some(pt) => pt
+                        .as_slice()
+                        .ok_or_else(|| Error::invalid("chunk", "non-standard layout"))?,
+                    None => v,
+                };
+                let rows = b - a;
+                let rest = tv.len() / rows.max(1);
+                let u0 = f[0].slice(s![a..b, ..]).as_standard_layout().into_owned();
+                let u0s = u0
+                    .as_slice()
+                    .ok_or_else(|| Error::invalid("factor", "non-standard layout"))?;
+                let r0 = f[0].ncols();
+                let um = MatRef::from_row_major_slice(u0s, rows, r0);
+                let accs = acc
+                    .as_slice_mut()
+                    .ok_or_else(|| Error::invalid("projection", "non-standard layout"))?;
+                add_ut_times(um, tv, rest, accs);
             }
             Ok(())
         })?;
@@ -1097,7 +1186,7 @@ mod tests {
             let mut expected = 1 + (q + 2) + 2 * r.tucker.sweeps;
             if ranks == Ranks::Auto {
                 // Initial signal rank 8 + 16 columns ≥ every later rank here: no re-sketch.
-                expected += config.auto.rounds * (2 * config.auto.sweeps_per_round + 1);
+                expected += config.auto.rounds * (2 * config.round_sweeps + 1);
             }
             assert_eq!(r.tucker.sweeps, 4);
             assert_eq!(passes, expected, "{ranks:?}");
