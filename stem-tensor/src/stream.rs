@@ -21,7 +21,7 @@
 //!    updated in memory; pass 2 accumulates `C = Y ×_1 U_1ᵀ ⋯ ×_m U_mᵀ` (`r_1⋯r_m × n`) over the
 //!    chunks (each chunk's part is the mode products of the chunk with the matching rows of
 //!    `U_1`), whose `n`-mode subspace gives `U_n` and the core `S = C ×_n U_nᵀ`. Stops like the
-//!    in-memory HOOI (relative change of `‖S‖²` below `tolerance`, or `max_sweeps`).
+//!    in-memory HOOI (relative change of `‖S‖²` below `tolerance`, or `exact_sweeps`).
 //!    The start of every fit is the HOOI of the sketched tensor, in memory (as many sweeps as
 //!    the fit), so the exact sweeps begin next to their fixed point and usually stop after one
 //!    or two.
@@ -217,7 +217,7 @@ pub struct StreamConfig {
     pub ranks: Ranks,
     /// Keenan–Kotula Poisson scaling (data must be counts ≥ 0). Default true.
     pub poisson_scaling: bool,
-    /// HOOI sweeps of the final fit. Default 10.
+    /// HOOI sweeps of the sketched tensor (in memory) that start the final fit. Default 10.
     pub max_sweeps: usize,
     /// Stop when the relative change of `‖S‖²` is at most this. Default 1e-6.
     pub tolerance: f64,
@@ -232,6 +232,11 @@ pub struct StreamConfig {
     pub sketch_power_passes: usize,
     /// Seed of the sketch. Default 0.
     pub sketch_seed: u64,
+    /// Maximum exact (streamed, two passes each) HOOI sweeps of the final fit, after the HOOI
+    /// of the sketched tensor (`max_sweeps` sweeps in memory); they stop early at `tolerance`.
+    /// Default 2: the sketched fit is already next to the fixed point (on the 1.68 GB benchmark
+    /// cube, PSNR changes by less than 0.01 dB after the second exact sweep).
+    pub exact_sweeps: usize,
     /// Exact (streamed) HOOI sweeps per round of the automatic rank search, after the HOOI of
     /// the sketched tensor (`auto.sweeps_per_round` sweeps, in memory). Default 0: the scree
     /// data are then computed, exactly, with the factors of the sketched HOOI, in one data pass
@@ -254,6 +259,7 @@ impl Default for StreamConfig {
             sketch_power_passes: 1,
             sketch_seed: 0,
             round_sweeps: 0,
+            exact_sweeps: 2,
             parallelism: Parallelism::Auto,
         }
     }
@@ -477,7 +483,7 @@ impl StreamedDenoiser {
         };
         let sketch = run.sketch(ranks[order - 1] + c.sketch_oversampling, c)?;
         let start = run.init(&sketch, ranks, c.max_sweeps, c.tolerance)?;
-        let (tk, _) = run.sweeps(Feed::Data, start, c.max_sweeps, c.tolerance)?;
+        let (tk, _) = run.sweeps(Feed::Data, start, c.exact_sweeps, c.tolerance)?;
         run.write(&tk, sink)?;
         Ok(StreamResult {
             tensor_shape: shape,
@@ -591,7 +597,7 @@ impl StreamedDenoiser {
             sketch = run.sketch(ranks[m] + c.sketch_oversampling, c)?;
         }
         let start = run.init(&sketch, &ranks, c.max_sweeps, c.tolerance)?;
-        let (tk, _) = run.sweeps(Feed::Data, start, c.max_sweeps, c.tolerance)?;
+        let (tk, _) = run.sweeps(Feed::Data, start, c.exact_sweeps, c.tolerance)?;
         run.write(&tk, sink)?;
         Ok(StreamResult {
             tensor_shape: shape,
@@ -1171,7 +1177,7 @@ mod tests {
                 poisson_scaling: scaling,
                 frames_per_chunk: 30, // rounded down to 2 scan rows = 24 frames
                 tolerance: 0.0,
-                max_sweeps: 4,
+                exact_sweeps: 4,
                 ..Default::default()
             };
             let mut out = Vec::new();
@@ -1215,6 +1221,7 @@ mod tests {
                 .unwrap();
             let sc = StreamConfig {
                 frames_per_chunk: 40,
+                exact_sweeps: 300,
                 ..StreamConfig::from_denoise(&dc).unwrap()
             };
             let mut out = Vec::new();
