@@ -3,7 +3,8 @@
 //! * `stem tensor denoise IN.npy OUT.npy --ranks auto|r1,r2,r3[,r4] [--nav-dims 2]
 //!   [--no-poisson] [--full]`: HOOI denoising (Keenan–Kotula scaling, automatic ranks by
 //!   projected parallel analysis); prints the ranks and writes the scree data next to OUT as
-//!   `OUT.scree.json`.
+//!   `OUT.scree.json`. With `--stream [--chunk-frames N]` the input is read chunk by chunk
+//!   from disk and the output written chunk by chunk (out-of-core HOOI, `stem_tensor::stream`).
 //! * `stem tensor symmetry IN.npy OUT_DIR`: rotational (n = 2, 3, 4, 6) and mirror symmetry maps
 //!   of a 4D-STEM cube `[scan_y, scan_x, k_y, k_x]`, written as `sym_n{n}.npy` and `mirror.npy`.
 
@@ -16,6 +17,7 @@ use stem_core::frame_source::InMemorySource;
 use stem_core::io::npy;
 use stem_tensor::denoise::{DenoiseConfig, Layout, Ranks, TensorDenoiser};
 use stem_tensor::fourd::{SymmetryConfig, symmetry_maps};
+use stem_tensor::stream::{NpyWriter, StreamConfig, StreamedDenoiser};
 
 /// `stem tensor` subcommands.
 #[derive(Subcommand, Debug, Clone)]
@@ -53,6 +55,13 @@ pub struct DenoiseArgs {
     /// Keep every signal axis as its own mode instead of flattening the signal.
     #[arg(long)]
     pub full: bool,
+    /// Out of core: read the input chunk by chunk from disk (memory-mapped when the format
+    /// allows) and write the output chunk by chunk; memory stays far below the cube's size.
+    #[arg(long)]
+    pub stream: bool,
+    /// Frames per chunk with `--stream` (rounded down to whole scan rows).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk_frames: usize,
 }
 
 /// Options of `stem tensor symmetry`.
@@ -82,6 +91,7 @@ fn parse_ranks(s: &str) -> Result<Ranks, CliError> {
 pub fn run(args: &TensorArgs, quiet: bool) -> Result<(), CliError> {
     let bar = Bar::new(quiet);
     match &args.command {
+        TensorCommand::Denoise(a) if a.stream => run_streamed(a, &bar)?,
         TensorCommand::Denoise(a) => {
             let data = crate::input::read_array(&a.input)?;
             let cube = Hypercube::new(data, a.nav_dims)?;
@@ -98,32 +108,13 @@ pub fn run(args: &TensorArgs, quiet: bool) -> Result<(), CliError> {
             let result = TensorDenoiser::new(config)?.run(cube.view(), &bar)?;
             bar.finish();
             npy::write_npy(&a.output, &result.denoised)?;
-            let scree: Vec<_> = result
-                .scree
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "ranks_in": r.ranks_in,
-                        "ranks_out": r.ranks_out,
-                        "modes": r.modes.iter().map(|m| serde_json::json!({
-                            "mode": m.mode,
-                            "threshold": m.threshold,
-                            "singular_values": m.singular_values,
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            let summary = serde_json::json!({
-                "tensor_shape": result.tensor_shape,
-                "ranks": result.ranks,
-                "sweeps": result.sweeps,
-                "scree": scree,
-            });
-            let mut path = a.output.clone().into_os_string();
-            path.push(".scree.json");
-            let path = PathBuf::from(path);
-            std::fs::write(&path, summary.to_string())
-                .map_err(|source| CliError::Write { path, source })?;
+            write_scree(
+                &a.output,
+                &result.scree,
+                &result.tensor_shape,
+                &result.ranks,
+                result.sweeps,
+            )?;
             println!(
                 "tensor {:?}, ranks {:?}, {} HOOI sweeps -> {}",
                 result.tensor_shape,
@@ -159,4 +150,131 @@ pub fn run(args: &TensorArgs, quiet: bool) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Writes the scree data and ranks next to `output` as `OUTPUT.scree.json`.
+fn write_scree(
+    output: &std::path::Path,
+    scree: &[stem_tensor::ranks::ScreeRound],
+    tensor_shape: &[usize],
+    ranks: &[usize],
+    sweeps: usize,
+) -> Result<(), CliError> {
+    let scree: Vec<_> = scree
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "ranks_in": r.ranks_in,
+                "ranks_out": r.ranks_out,
+                "modes": r.modes.iter().map(|m| serde_json::json!({
+                    "mode": m.mode,
+                    "threshold": m.threshold,
+                    "singular_values": m.singular_values,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "tensor_shape": tensor_shape,
+        "ranks": ranks,
+        "sweeps": sweeps,
+        "scree": scree,
+    });
+    let mut path = output.to_path_buf().into_os_string();
+    path.push(".scree.json");
+    let path = PathBuf::from(path);
+    std::fs::write(&path, summary.to_string()).map_err(|source| CliError::Write { path, source })
+}
+
+/// `stem tensor denoise --stream`: the out-of-core denoiser from disk to an NPY file.
+fn run_streamed(a: &DenoiseArgs, bar: &Bar) -> Result<(), CliError> {
+    if a.full {
+        return Err(CliError::Argument(
+            "--stream flattens the signal; it cannot be combined with --full".into(),
+        ));
+    }
+    let dataset = stem_core::io::open(&a.input)?;
+    let signal = dataset.first()?;
+    if signal.nav_dims != a.nav_dims {
+        return Err(CliError::Argument(format!(
+            "--nav-dims {} but {} has {} navigation axes (shape {:?})",
+            a.nav_dims,
+            a.input.display(),
+            signal.nav_dims,
+            signal.shape()
+        )));
+    }
+    let source = signal.frame_source();
+    let config = StreamConfig {
+        ranks: parse_ranks(&a.ranks)?,
+        poisson_scaling: !a.no_poisson,
+        frames_per_chunk: a.chunk_frames,
+        ..Default::default()
+    };
+    let mut writer = NpyWriter::create(&a.output, &signal.shape())?;
+    let result = StreamedDenoiser::new(config)?.run(source.as_ref(), &mut writer, bar)?;
+    writer.finish()?;
+    bar.finish();
+    write_scree(
+        &a.output,
+        &result.scree,
+        &result.tensor_shape,
+        &result.ranks,
+        result.tucker.sweeps,
+    )?;
+    println!(
+        "tensor {:?} streamed ({} frames per chunk, {} passes), ranks {:?}, {} HOOI sweeps -> {}",
+        result.tensor_shape,
+        result.frames_per_chunk,
+        result.data_passes,
+        result.ranks,
+        result.tucker.sweeps,
+        a.output.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(input: PathBuf, output: PathBuf, stream: bool, full: bool) -> TensorArgs {
+        TensorArgs {
+            command: TensorCommand::Denoise(DenoiseArgs {
+                input,
+                output,
+                ranks: "4,4,4".into(),
+                nav_dims: 2,
+                no_poisson: false,
+                full,
+                stream,
+                chunk_frames: 32,
+            }),
+        }
+    }
+
+    /// `--stream` gives the in-memory result's quality (PSNR within 0.05 dB on the reference
+    /// structure at 16×16 × 16×16) and rejects `--full`.
+    #[test]
+    fn streamed_denoise_matches_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let clean = stem_tensor::synth::clean_cube(16, 16, 1000.0).unwrap();
+        let noisy = stem_tensor::synth::poisson_cube(&clean, 256, 9).unwrap();
+        let input = dir.path().join("in.npy");
+        npy::write_npy(&input, &noisy).unwrap();
+        let (a, b) = (dir.path().join("mem.npy"), dir.path().join("str.npy"));
+        run(&args(input.clone(), a.clone(), false, false), true).unwrap();
+        run(&args(input.clone(), b.clone(), true, false), true).unwrap();
+        let psnr = |p: &PathBuf| {
+            let x = npy::read_npy_f32(p).unwrap();
+            stem_tensor::denoise::psnr(clean.view(), x.view()).unwrap()
+        };
+        let (pm, ps) = (psnr(&a), psnr(&b));
+        let pn = stem_tensor::denoise::psnr(clean.view(), noisy.view()).unwrap();
+        assert!((pm - ps).abs() < 0.05, "in memory {pm}, streamed {ps}");
+        assert!(ps > pn + 5.0, "streamed {ps}, noisy {pn}");
+        assert!(std::fs::metadata(dir.path().join("str.npy.scree.json")).is_ok());
+        let bad = run(&args(input, dir.path().join("x.npy"), true, true), true);
+        assert!(matches!(bad, Err(CliError::Argument(_))));
+    }
 }
