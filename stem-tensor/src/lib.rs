@@ -8,6 +8,8 @@
 //! * [`tucker`]: sequentially truncated HOSVD and HOOI.
 //! * [`poisson`]: Keenan–Kotula Poisson scaling and Poisson surrogate noise.
 //! * [`ranks`]: automatic ranks by projected parallel analysis, with scree data.
+//! * [`statsvd`]: STAT-SVD (Zhang & Han 2019), sparse tensor SVD with sparse loadings, MAD
+//!   noise level and its rank rule.
 //! * [`denoise`]: the hypercube denoiser (layout, scaling, ranks, HOOI) and the matrix PCA
 //!   baseline.
 //! * [`stream`]: the out-of-core denoiser: HOOI driven chunk by chunk through a `FrameSource`,
@@ -24,8 +26,10 @@ pub mod fourd;
 pub mod linalg;
 pub mod poisson;
 pub mod ranks;
+pub mod statsvd;
 pub mod stream;
 pub mod synth;
 pub mod tucker;
 
 pub use error::{Error, Result};
+pub use statsvd::{StatSvd, StatSvdConfig, StatSvdResult};
