@@ -12,7 +12,8 @@
 //!
 //! Memory: the input as `f64` plus, for automatic ranks, one surrogate of the same size, plus
 //! projected tensors (at most `r_1 · Π_{k>1} p_k` values): about `2 × 8 × n` bytes for `n`
-//! values, plus the `f32` output. An out-of-core HOOI through `FrameSource` is not implemented yet.
+//! values, plus the `f32` output. For cubes larger than memory use the out-of-core
+//! [`crate::stream::StreamedDenoiser`].
 
 use crate::error::{Error, Result};
 use crate::poisson::PoissonScaling;

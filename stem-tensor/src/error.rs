@@ -81,6 +81,17 @@ pub enum Error {
         /// Columns of the matrix.
         cols: usize,
     },
+    /// The MAD noise estimate is 0 (more than half of the entries equal the median), so no
+    /// σ-based threshold can be formed; give the noise level explicitly.
+    #[error(
+        "MAD noise estimate is 0: over half of the {entries} entries equal the median {median}; set sigma"
+    )]
+    DegenerateNoise {
+        /// The median of the entries.
+        median: f64,
+        /// Number of entries.
+        entries: usize,
+    },
 }
 
 /// `Result` with [`Error`].

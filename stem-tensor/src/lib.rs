@@ -8,8 +8,12 @@
 //! * [`tucker`]: sequentially truncated HOSVD and HOOI.
 //! * [`poisson`]: Keenan–Kotula Poisson scaling and Poisson surrogate noise.
 //! * [`ranks`]: automatic ranks by projected parallel analysis, with scree data.
+//! * [`statsvd`]: STAT-SVD (Zhang & Han 2019), sparse tensor SVD with sparse loadings, MAD
+//!   noise level and its rank rule.
 //! * [`denoise`]: the hypercube denoiser (layout, scaling, ranks, HOOI) and the matrix PCA
 //!   baseline.
+//! * [`stream`]: the out-of-core denoiser: HOOI driven chunk by chunk through a `FrameSource`,
+//!   output streamed to a [`stream::FrameSink`] (e.g. an NPY file), with a stated memory bound.
 //! * [`fourd`]: chunked 4D-STEM analysis: virtual detectors, PACBED, centre of mass, symmetry maps.
 //! * [`synth`]: synthetic low-rank 4D-STEM cubes with known truth.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::print_stdout))]
@@ -22,7 +26,10 @@ pub mod fourd;
 pub mod linalg;
 pub mod poisson;
 pub mod ranks;
+pub mod statsvd;
+pub mod stream;
 pub mod synth;
 pub mod tucker;
 
 pub use error::{Error, Result};
+pub use statsvd::{StatSvd, StatSvdConfig, StatSvdResult};

@@ -146,7 +146,49 @@ pub(crate) fn orthonormalize(m: ArrayView2<'_, f64>) -> Array2<f64> {
     }
     let ms = as_rm(&m);
     let mm = MatRef::from_row_major_slice(&ms, p, r);
-    let q = mm.qr().compute_thin_Q();
+    // Householder QR with explicit `Par::Seq`: faer's convenience `qr()` uses the global
+    // parallelism (the current rayon pool), whose blocking depends on the thread count.
+    let par = Par::Seq;
+    let size = p.min(r);
+    let mut qr = mm.to_owned();
+    let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(p, r);
+    let mut coeff = Mat::<f64>::zeros(block, size);
+    faer::linalg::qr::no_pivoting::factor::qr_in_place(
+        qr.as_mut(),
+        coeff.as_mut(),
+        par,
+        MemStack::new(&mut MemBuffer::new(
+            faer::linalg::qr::no_pivoting::factor::qr_in_place_scratch::<f64>(
+                p,
+                r,
+                block,
+                par,
+                Default::default(),
+            ),
+        )),
+        Default::default(),
+    );
+    // Householder basis: the strictly lower part of the factored matrix, unit diagonal.
+    let mut basis = Mat::<f64>::zeros(p, size);
+    for j in 0..size {
+        basis[(j, j)] = 1.0;
+        for i in j + 1..p {
+            basis[(i, j)] = qr[(i, j)];
+        }
+    }
+    let mut q = Mat::<f64>::identity(p, size);
+    faer::linalg::householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+        basis.as_ref(),
+        coeff.as_ref(),
+        faer::Conj::No,
+        q.as_mut(),
+        par,
+        MemStack::new(&mut MemBuffer::new(
+            faer::linalg::householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<f64>(
+                p, block, size,
+            ),
+        )),
+    );
     to_array(q.as_ref())
 }
 

@@ -182,6 +182,19 @@ impl PoissonScaling {
 /// Poisson surrogate noise `Poisson(m) − m` around an arbitrary mean `m` (negative means are
 /// clamped to 0), frame `i` (row of `n_sig` values) drawing from ChaCha8 stream `i` of `seed`.
 pub fn surrogate_from_mean(mean: &[f64], n_sig: usize, out: &mut [f64], seed: u64) {
+    surrogate_from_mean_at(0, mean, n_sig, out, seed);
+}
+
+/// [`surrogate_from_mean`] for the frames `first_frame, first_frame + 1, …` of a larger cube:
+/// frame `first_frame + i` draws from ChaCha8 stream `first_frame + i` of `seed`, so a cube
+/// generated chunk by chunk equals the cube generated at once.
+pub fn surrogate_from_mean_at(
+    first_frame: usize,
+    mean: &[f64],
+    n_sig: usize,
+    out: &mut [f64],
+    seed: u64,
+) {
     if n_sig == 0 {
         return;
     }
@@ -190,7 +203,7 @@ pub fn surrogate_from_mean(mean: &[f64], n_sig: usize, out: &mut [f64], seed: u6
         .enumerate()
         .for_each(|(i, (o, m))| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(i as u64);
+            rng.set_stream((first_frame + i) as u64);
             for (z, &mu) in o.iter_mut().zip(m) {
                 let mu = mu.max(0.0);
                 let draw = match Poisson::new(mu) {
