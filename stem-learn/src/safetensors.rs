@@ -1,56 +1,62 @@
-//! A small, strict reader and writer of the safetensors format (f32 tensors + string metadata).
+//! Safetensors I/O for f32 tensors plus string metadata, through the `safetensors` crate (the
+//! same version candle uses).
 //!
 //! Layout (<https://github.com/huggingface/safetensors>): an 8-byte little-endian header length
 //! `N`, `N` bytes of JSON (`{"__metadata__": {..}, "<name>": {"dtype": "F32", "shape": [..],
-//! "data_offsets": [begin, end]}, ..}`, padded with spaces to a multiple of 8), then the data.
-//! Names are written in sorted order, so equal inputs give byte-identical files. The reader
-//! checks every length and offset and returns [`Error::InvalidBundle`] for a truncated or
-//! corrupted file instead of panicking.
+//! "data_offsets": [begin, end]}, ..}`), then the data. The crate orders tensors by name (all are
+//! F32), so equal inputs give byte-identical files; it writes its metadata map in hash order, so
+//! [`to_bytes`] accepts at most one metadata entry to keep files byte-reproducible. The reader
+//! (the crate's validating parser: header bounds, dtype/shape/offset consistency, contiguous data
+//! covering the whole buffer) returns [`Error::InvalidBundle`] for a truncated or corrupted file
+//! instead of panicking.
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
 
-/// Serialises f32 tensors (converted if needed) and metadata to safetensors bytes.
+/// Serialises f32 tensors (converted if needed) and at most one metadata entry to safetensors
+/// bytes.
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for more than one metadata entry; [`Error::Candle`] when a
+/// tensor cannot be read; [`Error::InvalidBundle`] when the crate rejects the data.
 pub fn to_bytes(
     tensors: &BTreeMap<String, Tensor>,
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let mut header = Map::new();
-    if !metadata.is_empty() {
-        let m: Map<String, Value> = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        header.insert("__metadata__".into(), Value::Object(m));
+    if metadata.len() > 1 {
+        return Err(Error::param(
+            "metadata",
+            format!(
+                "{} entries; at most one keeps the file byte-reproducible",
+                metadata.len()
+            ),
+        ));
     }
-    let mut data: Vec<u8> = Vec::new();
+    let mut raw: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let v: Vec<f32> = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let begin = data.len();
-        for x in &v {
-            data.extend_from_slice(&x.to_le_bytes());
-        }
-        let mut e = Map::new();
-        e.insert("dtype".into(), Value::String("F32".into()));
-        e.insert("shape".into(), Value::from(t.dims().to_vec()));
-        e.insert("data_offsets".into(), Value::from(vec![begin, data.len()]));
-        header.insert(name.clone(), Value::Object(e));
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        raw.push((name.clone(), t.dims().to_vec(), bytes));
     }
-    // serde_json's Map is a BTreeMap here (no preserve_order), so keys are sorted.
-    let mut h = serde_json::to_vec(&Value::Object(header)).map_err(|e| Error::InvalidBundle {
+    let bad = |e: safetensors::SafeTensorError| Error::InvalidBundle {
         path: "<memory>".into(),
-        reason: format!("header serialisation: {e}"),
-    })?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + data.len());
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&data);
-    Ok(out)
+        reason: format!("safetensors serialisation: {e}"),
+    };
+    let views = raw
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let info: Option<HashMap<String, String>> = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    };
+    safetensors::serialize(views, info).map_err(bad)
 }
 
 /// Tensors and metadata read from safetensors bytes.
@@ -65,108 +71,42 @@ pub struct Loaded {
 }
 
 /// Parses safetensors bytes (F32 tensors only). `path` names the source in errors.
+///
+/// # Errors
+/// [`Error::InvalidBundle`] for anything the crate's validation rejects and for non-F32 tensors.
 pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Loaded> {
     let bad = |reason: String| Error::InvalidBundle {
         path: path.to_string(),
         reason,
     };
-    if bytes.len() < 8 {
-        return Err(bad(format!(
-            "{} bytes, shorter than the 8-byte header length",
-            bytes.len()
-        )));
-    }
-    let mut n8 = [0u8; 8];
-    n8.copy_from_slice(&bytes[..8]);
-    let n = u64::from_le_bytes(n8);
-    if n > (bytes.len() - 8) as u64 {
-        return Err(bad(format!(
-            "header length {n} exceeds the {} bytes after it",
-            bytes.len() - 8
-        )));
-    }
-    let n = n as usize;
-    let header: Value =
-        serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| bad(format!("header JSON: {e}")))?;
-    let Value::Object(header) = header else {
-        return Err(bad("header is not a JSON object".into()));
-    };
-    let data = &bytes[8 + n..];
+    let (header_len, meta) =
+        SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("safetensors header: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("safetensors: {e}")))?;
+    let metadata: BTreeMap<String, String> = meta
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     let mut tensors = BTreeMap::new();
-    let mut metadata = BTreeMap::new();
-    let mut spans = Vec::new();
-    for (name, e) in &header {
-        if name == "__metadata__" {
-            let Value::Object(m) = e else {
-                return Err(bad("__metadata__ is not an object".into()));
-            };
-            for (k, v) in m {
-                let Value::String(s) = v else {
-                    return Err(bad(format!("metadata {k} is not a string")));
-                };
-                metadata.insert(k.clone(), s.clone());
-            }
-            continue;
-        }
-        let dtype = e.get("dtype").and_then(Value::as_str);
-        if dtype != Some("F32") {
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
             return Err(bad(format!(
-                "tensor {name}: dtype {dtype:?}, only F32 is supported"
+                "tensor {name}: dtype {:?}, only F32 is supported",
+                view.dtype()
             )));
         }
-        let shape: Option<Vec<usize>> = e
-            .get("shape")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(|v| v.as_u64().map(|u| u as usize)).collect());
-        let offs: Option<Vec<usize>> = e
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(|v| v.as_u64().map(|u| u as usize)).collect());
-        let (Some(shape), Some(offs)) = (shape, offs) else {
-            return Err(bad(format!(
-                "tensor {name}: missing or malformed shape/data_offsets"
-            )));
-        };
-        if offs.len() != 2 || offs[0] > offs[1] || offs[1] > data.len() {
-            return Err(bad(format!(
-                "tensor {name}: data_offsets {offs:?} outside the {} data bytes",
-                data.len()
-            )));
-        }
-        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if count.and_then(|c| c.checked_mul(4)) != Some(offs[1] - offs[0]) {
-            return Err(bad(format!(
-                "tensor {name}: shape {shape:?} does not match {} data bytes",
-                offs[1] - offs[0]
-            )));
-        }
-        let v: Vec<f32> = data[offs[0]..offs[1]]
+        let v: Vec<f32> = view
+            .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        spans.push((offs[0], offs[1]));
-        tensors.insert(name.clone(), Tensor::from_vec(v, shape, &Device::Cpu)?);
-    }
-    spans.sort_unstable();
-    let mut end = 0;
-    for (a, b) in spans {
-        if a != end {
-            return Err(bad(format!(
-                "tensor data overlaps or leaves a gap at byte {a} (expected {end})"
-            )));
-        }
-        end = b;
-    }
-    if end != data.len() {
-        return Err(bad(format!(
-            "{} trailing data bytes after the last tensor",
-            data.len() - end
-        )));
+        let t = Tensor::from_vec(v, view.shape().to_vec(), &Device::Cpu)?;
+        tensors.insert(name, t);
     }
     Ok(Loaded {
         tensors,
         metadata,
-        data_len: data.len(),
+        data_len: bytes.len() - 8 - header_len,
     })
 }
 
@@ -202,6 +142,12 @@ mod tests {
         );
         assert_eq!(l.tensors["b"].to_vec1::<f32>().unwrap(), vec![1., 2., 3.]);
         assert_eq!((u64::from_le_bytes(bytes[..8].try_into().unwrap()) % 8), 0);
+        let mut two = m.clone();
+        two.insert("other".into(), "y".into());
+        assert!(matches!(
+            to_bytes(&t, &two),
+            Err(Error::InvalidParameter { .. })
+        ));
     }
 
     #[test]
