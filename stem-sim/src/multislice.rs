@@ -565,23 +565,35 @@ mod tests {
             ..Default::default()
         };
         let ms = Multislice::<f64>::new(&pot, &cfg).unwrap();
-        let probe = Probe::new(crate::probe::ProbeConfig::default(), Grid::of_potential(&pot))
-            .unwrap();
+        let probe = Probe::new(
+            crate::probe::ProbeConfig::default(),
+            Grid::of_potential(&pot),
+        )
+        .unwrap();
         let w = ms.exit_waves(&probe, [8.0, 8.0]).unwrap();
         let c0 = centre_yx(&w[0], 16.0);
         let c1 = centre_yx(&w[1], 16.0);
         // The tilted wave is the untilted one translated by 200·tan θ and the aberration-free
         // probe intensity is symmetric, so the harmonic phase moves exactly: 1e-6 Å is
         // rounding over 100 slices.
-        assert!((c1[0] - c0[0] + 200.0 * 5e-3f64.tan()).abs() < 1e-6, "{c0:?} -> {c1:?}");
-        assert!((c1[1] - c0[1] - 200.0 * 10e-3f64.tan()).abs() < 1e-6, "{c0:?} -> {c1:?}");
+        assert!(
+            (c1[0] - c0[0] + 200.0 * 5e-3f64.tan()).abs() < 1e-6,
+            "{c0:?} -> {c1:?}"
+        );
+        assert!(
+            (c1[1] - c0[1] - 200.0 * 10e-3f64.tan()).abs() < 1e-6,
+            "{c0:?} -> {c1:?}"
+        );
     }
 
     #[test]
     fn zero_tilt_is_bit_identical_and_bad_tilts_are_rejected() {
         let pot = vacuum(3);
-        let probe = Probe::new(crate::probe::ProbeConfig::default(), Grid::of_potential(&pot))
-            .unwrap();
+        let probe = Probe::new(
+            crate::probe::ProbeConfig::default(),
+            Grid::of_potential(&pot),
+        )
+        .unwrap();
         let plain = Multislice::<f32>::new(&pot, &MultisliceConfig::default()).unwrap();
         let zero = MultisliceConfig {
             tilt_yx_mrad: [0.0, -0.0],
