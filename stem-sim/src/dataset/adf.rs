@@ -61,7 +61,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use stem_core::{Axis, Image, NoProgress, Parallelism};
+use stem_core::{Axis, Image, NoProgress, Parallelism, Progress};
 
 /// An ADF image of a crystal structure with column labels. Used by the `multislice_adf` and
 /// `incoherent_adf` generator kinds (same fields; `z_exponent` only matters for the latter,
@@ -256,6 +256,16 @@ impl AdfGenerator {
     }
 
     fn generate(&self, rng: &mut ChaCha8Rng, multislice: bool) -> Result<Sample> {
+        self.generate_with(rng, multislice, &NoProgress)
+    }
+
+    /// One sample; the multislice checks `cancel` before every probe position.
+    pub(crate) fn generate_with(
+        &self,
+        rng: &mut ChaCha8Rng,
+        multislice: bool,
+        cancel: &dyn Progress,
+    ) -> Result<Sample> {
         self.validate()?;
         let defocus = self.probe.defocus_a.sample(rng);
         let unit = self.crystal.unit_cell()?;
@@ -271,7 +281,7 @@ impl AdfGenerator {
         let grid_scan = self.grid_scan()?;
         let columns = group_columns(&edited.structure, &edited.substituted, &self.substitutions);
         let data = if multislice {
-            self.multislice_image(&edited.structure, defocus, &grid_scan, phonon_seed)?
+            self.multislice_image(&edited.structure, defocus, &grid_scan, phonon_seed, cancel)?
         } else {
             self.incoherent_image(&columns, defocus, &grid_scan)?
         };
@@ -345,6 +355,7 @@ impl AdfGenerator {
         defocus: f64,
         grid_scan: &GridScan,
         seed: u64,
+        cancel: &dyn Progress,
     ) -> Result<Array2<f64>> {
         let extent = self.crystal.extent_yx_a()?;
         let pcfg = PotentialConfig {
@@ -364,7 +375,7 @@ impl AdfGenerator {
         let result = if self.frozen_phonons == 0 {
             let pot = build_potential(structure, &pcfg)?;
             let ms = Multislice::<f32>::new(&pot, &mcfg)?;
-            scan(&ms, &probe, grid_scan, &det, Parallelism::Auto, &NoProgress)?
+            scan(&ms, &probe, grid_scan, &det, Parallelism::Auto, cancel)?
         } else {
             let mut vib = structure.clone();
             for z in structure.elements() {
@@ -378,7 +389,7 @@ impl AdfGenerator {
                 grid_scan,
                 &det,
                 Parallelism::Auto,
-                &NoProgress,
+                cancel,
             )?
         };
         match result.outputs.first() {

@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use stem_core::{Axis, Hypercube, Image, NoProgress, Parallelism};
+use stem_core::{Axis, Hypercube, Image, NoProgress, Parallelism, Progress};
 
 /// Replace every atom of `element` by `to` (on the far side of the interface).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,6 +211,14 @@ impl Cube4dGenerator {
 
     /// One sample: draws the defocus and the noise seed.
     pub fn generate(&self, rng: &mut ChaCha8Rng) -> Result<Sample> {
+        self.generate_with(rng, &NoProgress)
+    }
+
+    pub(crate) fn generate_with(
+        &self,
+        rng: &mut ChaCha8Rng,
+        cancel: &dyn Progress,
+    ) -> Result<Sample> {
         self.validate()?;
         let defocus = self.probe.defocus_a.sample(rng);
         let noise_seed: u64 = rng.random();
@@ -235,7 +243,7 @@ impl Cube4dGenerator {
         let det = [Detector::Pixelated {
             max_angle: MaxAngle::Mrad(self.max_angle_mrad),
         }];
-        let r = scan(&ms, &probe, &gs, &det, Parallelism::Auto, &NoProgress)?;
+        let r = scan(&ms, &probe, &gs, &det, Parallelism::Auto, cancel)?;
         let clean: Array4<f32> = match r.outputs.into_iter().next() {
             Some(DetectorOutput::Pixelated(a)) => a.index_axis_move(NdAxis(0), 0),
             _ => return Err(Error::invalid("detector", "scan returned no patterns")),

@@ -174,6 +174,15 @@ impl Recipe {
     }
 }
 
+/// Forwards only cancellation (the inner scans must not restart the caller's progress stage).
+struct CancelOnly<'a>(&'a dyn Progress);
+
+impl Progress for CancelOnly<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
 /// Stream of the specimen of a series (all frames share it).
 const SPECIMEN_STREAM: u64 = u64::MAX;
 
@@ -235,6 +244,13 @@ impl Dataset {
     }
 
     pub(crate) fn sample_here(&self, index: usize) -> Result<Sample> {
+        self.sample_cancellable(index, &stem_core::NoProgress)
+    }
+
+    /// As [`Dataset::sample`] on the current pool; the multislice kinds check `cancel` before
+    /// every probe position (only its `is_cancelled` is used).
+    pub(crate) fn sample_cancellable(&self, index: usize, cancel: &dyn Progress) -> Result<Sample> {
+        let cancel = CancelOnly(cancel);
         let mut rng = self.rng(index as u64);
         let mut sample = match &self.recipe.generator {
             Generator::Lattice(g) => g.generate(&mut rng)?,
@@ -249,10 +265,10 @@ impl Dataset {
                 };
                 g.frame(specimen, index, &mut rng)?
             }
-            Generator::MultisliceAdf(g) => g.generate_multislice(&mut rng)?,
+            Generator::MultisliceAdf(g) => g.generate_with(&mut rng, true, &cancel)?,
             Generator::IncoherentAdf(g) => g.generate_incoherent(&mut rng)?,
-            Generator::Pacbed(g) => g.generate(&mut rng)?,
-            Generator::Cube4d(g) => g.generate(&mut rng)?,
+            Generator::Pacbed(g) => g.generate_with(&mut rng, &cancel)?,
+            Generator::Cube4d(g) => g.generate_with(&mut rng, &cancel)?,
         };
         let chain_seed: u64 = rng.random();
         self.recipe.degradations.apply(&mut sample, chain_seed)?;

@@ -13,7 +13,7 @@ use ndarray::{Array3, Axis as NdAxis};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use stem_core::{Axis, Image, NoProgress, Parallelism};
+use stem_core::{Axis, Image, NoProgress, Parallelism, Progress};
 
 /// Position-averaged CBED for a thickness series, from the exit planes of **one** multislice
 /// pass per sample (the sample's drawn tilt).
@@ -165,9 +165,17 @@ impl PacbedGenerator {
 
     /// One sample: draws the tilt (y then x) and runs the thickness series.
     pub fn generate(&self, rng: &mut ChaCha8Rng) -> Result<Sample> {
+        self.generate_with(rng, &NoProgress)
+    }
+
+    pub(crate) fn generate_with(
+        &self,
+        rng: &mut ChaCha8Rng,
+        cancel: &dyn Progress,
+    ) -> Result<Sample> {
         self.validate()?;
         let tilt = [self.tilt_y_mrad.sample(rng), self.tilt_x_mrad.sample(rng)];
-        let (stack, thick_nm, sampling) = self.run(tilt)?;
+        let (stack, thick_nm, sampling) = self.run_with(tilt, cancel)?;
         let last = stack.index_axis(NdAxis(0), stack.shape()[0] - 1).to_owned();
         let (h, w) = last.dim();
         let axis = |name: &str, size: usize, scale: f64| Axis {
@@ -202,6 +210,14 @@ impl PacbedGenerator {
     /// The PACBED stack `[plane, k_y, k_x]` (f32), the thicknesses in nm and the angular
     /// pixel `[y, x]` in mrad, for the tilt `[θ_y, θ_x]` mrad.
     pub fn run(&self, tilt_yx_mrad: [f64; 2]) -> Result<(Array3<f32>, Vec<f64>, [f64; 2])> {
+        self.run_with(tilt_yx_mrad, &NoProgress)
+    }
+
+    fn run_with(
+        &self,
+        tilt_yx_mrad: [f64; 2],
+        cancel: &dyn Progress,
+    ) -> Result<(Array3<f32>, Vec<f64>, [f64; 2])> {
         let unit = self.crystal.unit_cell()?;
         let [ny, nx] = self.crystal.cells_yx;
         let layer = unit.repeat([nx, ny, 1])?;
@@ -229,7 +245,7 @@ impl PacbedGenerator {
         let det = [Detector::Pacbed {
             max_angle: MaxAngle::Mrad(self.max_angle_mrad),
         }];
-        let r = scan(&ms, &probe, &gs, &det, Parallelism::Auto, &NoProgress)?;
+        let r = scan(&ms, &probe, &gs, &det, Parallelism::Auto, cancel)?;
         let stack = match r.outputs.into_iter().next() {
             Some(DetectorOutput::Pacbed(a)) => a.mapv(|v| v as f32),
             _ => return Err(Error::invalid("detector", "scan returned no PACBED")),

@@ -204,7 +204,7 @@ pub(crate) fn write(data: &Dataset, dir: &Path, progress: &dyn Progress) -> Resu
         let mut samples = Vec::with_capacity(data.len());
         for i in 0..data.len() {
             stem_core::progress::check_cancel(progress)?;
-            let s = data.sample_here(i)?;
+            let s = data.sample_cancellable(i, progress)?;
             samples.push(write_sample(dir, &format!("sample_{i:06}"), i, &s)?);
             progress.advance(1);
         }

@@ -696,3 +696,37 @@ fn payload_kinds_refuse_degradations_and_multislice_cancels_between_samples() {
     assert!(matches!(res, Err(Error::Core(stem_core::Error::Cancelled))));
     assert_eq!(flag.done(), 1);
 }
+
+/// Cancels once `is_cancelled` has been asked `after` times.
+struct CancelAfterChecks {
+    after: usize,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl stem_core::Progress for CancelAfterChecks {
+    fn is_cancelled(&self) -> bool {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.after
+    }
+}
+
+#[test]
+fn multislice_samples_are_cancelled_between_probe_positions() {
+    // The write loop asks once per sample and the scan at least once per probe position
+    // (≥ 4 positions in each of these recipes): cancelling at the 6th question stops inside
+    // the first sample's scan, before anything of it is written.
+    for k in [0, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::new(multislice_recipes().remove(k), Parallelism::Auto).unwrap();
+        let flag = CancelAfterChecks {
+            after: 5,
+            asked: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let r = data.write(dir.path(), &flag);
+        assert!(
+            matches!(r, Err(Error::Core(stem_core::Error::Cancelled))),
+            "{k}"
+        );
+        // Stopped in the first sample: nothing was written for it.
+        assert!(!dir.path().join("sample_000000.npy").exists());
+    }
+}
