@@ -179,7 +179,24 @@ impl Cube4dGenerator {
         Detector::Pixelated {
             max_angle: MaxAngle::Mrad(self.max_angle_mrad),
         }
-        .validate(max)
+        .validate(max)?;
+        // Cube size: positions × pattern pixels (angular pixel λ/extent) within MAX_PIXELS.
+        let side = |e: f64| {
+            let pixel_mrad = 1e3 * lambda / e;
+            (e / st).ceil() * (2.0 * (self.max_angle_mrad / pixel_mrad).floor() + 1.0)
+        };
+        let values = side(extent[0]) * side(extent[1]);
+        if values > crate::degrade::MAX_PIXELS as f64 {
+            return Err(Error::invalid(
+                "scan_step_a",
+                format!(
+                    "the cube would hold {values:.3e} values, more than {}; use a coarser scan, \
+                     fewer cells or a smaller max_angle_mrad",
+                    crate::degrade::MAX_PIXELS
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The supercell with the swaps applied to the cells at x ≥ `host_cells_x · a_x`.
@@ -445,5 +462,11 @@ mod tests {
             to: "Qq".into()
         }]));
         assert!(bad(&|g| g.slice_thickness_a = 0.0));
+        // 64 × 64 cells at 0.25 Å: 10⁶ positions × ~37² pixels is far beyond 2²⁸ values.
+        assert!(bad(&|g| {
+            g.crystal.cells_yx = [64, 64];
+            g.host_cells_x = 1;
+            g.scan_step_a = 0.25;
+        }));
     }
 }
