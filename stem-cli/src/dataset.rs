@@ -71,7 +71,14 @@ fn generate(args: &GenerateArgs, quiet: bool) -> Result<(), CliError> {
         .samples
         .iter()
         .chain(manifest.reference.iter())
-        .map(|s| 1 + s.masks.len() + usize::from(s.displacement.is_some()))
+        .map(|s| {
+            1 + s.masks.len()
+                + usize::from(s.displacement.is_some())
+                + usize::from(s.stack.is_some())
+                + s.cube
+                    .as_ref()
+                    .map_or(0, |c| 1 + usize::from(c.clean.is_some()))
+        })
         .sum();
     let labels: usize = manifest.samples.iter().map(|s| s.positions_px.len()).sum();
     println!(

@@ -3,8 +3,10 @@
 //! The multislice simulator of the `stem` family: crystal structures (atoms with Z, position in Å
 //! and rms displacement; SrTiO3, Si, GaAs, graphene, MoS2, ... builders), Lobato–Van Dyck and
 //! Kirkland projected potentials, aberrated probes, the band-limited multislice with exit planes
-//! for thickness series, annular / pixelated / PACBED / centre-of-mass detectors and frozen
+//! for thickness series and beam tilt (tilted Fresnel propagator), annular / pixelated / PACBED / centre-of-mass detectors and frozen
 //! phonons. It agrees with abTEM 1.0.11 on the reference arrays in `shared/reference/abtem/`.
+//! [`dataset`] turns JSON recipes into labelled data, from the fast incoherent model up to
+//! multislice ADF images, PACBED thickness/tilt series and 4D-STEM cubes.
 //!
 //! Conventions: positions are `[x, y, z]` in Å (physical order), while every 2-D array is `[y, x]`
 //! (numpy order, as in stem-core); angles in mrad, energies in eV, potentials in V·Å (projected).

@@ -369,6 +369,7 @@ impl LatticeGenerator {
             image: Image::new(data).with_sampling_a(placement.sampling_a),
             labels,
             metadata: BTreeMap::new(),
+            payload: Default::default(),
         })
     }
 }

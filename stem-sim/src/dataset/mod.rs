@@ -8,24 +8,20 @@
 //! to disk with a manifest and the SHA-256 of every file ([`Dataset::write`]). The same recipe
 //! gives the same bytes on any thread count.
 //!
-//! Generators now: [`LatticeGenerator`] (atom-finding images from the fast incoherent model,
-//! Gaussian or Airy-probe columns weighted by `Σ Z^n`), [`DomainGenerator`] (polarisation
-//! domains with domain and boundary maps) and [`SeriesGenerator`] (frames of one specimen with
-//! known rigid shifts and scan distortions). The [`Generator`] enum is `#[non_exhaustive]` and
-//! internally tagged by `"kind"`; the multislice generators are to be added as further
-//! variants:
+//! Generators ([`Generator`], `#[non_exhaustive]`, internally tagged by `"kind"`):
 //!
-//! * `multislice_adf`: a `stem_sim::structure::Structure` + probe + annular detector → an ADF
-//!   image in detected beam fraction per pixel (so `{"e_per_a2": ...}` doses apply directly),
-//!   labels from the structure's projected columns (atoms grouped by their `[x, y]`, class =
-//!   the column's species), Å positions converted to px with the scan sampling.
-//! * the fast incoherent model from the same structures: columns and `Σ Z^n` weights from the
-//!   projected structure instead of a 2-D [`CellSpec`], and the column profile from the probe
-//!   module's (aberrated) probe intensity as a 2-D kernel instead of the Airy disc.
-//! * `pacbed` (thickness / tilt series from the exit planes of one pass per tilt) and
-//!   `cube_4d` (4D-STEM with its clean version): these need a sample payload beyond a 2-D
-//!   image (a stack or a `stem_core::Hypercube`), i.e. a payload enum in [`Sample`]; the
-//!   recipe, seeding, streaming and manifest machinery stay as they are.
+//! | kind | generator | payload |
+//! |---|---|---|
+//! | `lattice` | [`LatticeGenerator`]: fast incoherent model of a 2-D [`CellSpec`] (Gaussian or Airy columns, `Σ Z^n`) | image |
+//! | `domains` | [`DomainGenerator`]: polarisation domains with domain and boundary maps | image |
+//! | `series` | [`SeriesGenerator`]: frames of one specimen with known shifts and scan distortions | image |
+//! | `multislice_adf` | [`AdfGenerator`]: multislice ADF of a `structure::Structure` (vacancies, substitutions, frozen phonons), detected beam fraction per pixel | image |
+//! | `incoherent_adf` | [`AdfGenerator`]: the fast model of the same structure, probe intensity \|ψ\|² as kernel | image |
+//! | `pacbed` | [`PacbedGenerator`]: PACBED thickness series from one multislice pass per drawn tilt | [`Payload::Stack`] |
+//! | `cube_4d` | [`Cube4dGenerator`]: 4D-STEM across a chemical interface, noisy + clean | [`Payload::Cube`] |
+//!
+//! The stack and cube payloads are written as extra NPY files (see [`SampleEntry`]); the
+//! degradation chain only acts on 2-D images, so recipes of those kinds take none.
 //!
 //! ```
 //! use stem_sim::dataset::{Dataset, Recipe};
@@ -46,22 +42,34 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod adf;
+mod crystal;
+mod cube;
 mod domains;
 mod lattice;
+mod pacbed;
 mod render;
 mod series;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub use adf::AdfGenerator;
+pub use crystal::{
+    AtomSubstitution, COLUMN_TOLERANCE_A, CrystalSpec, ProbeSpec, ProjectedColumn, Vacancy,
+    column_name, project_columns,
+};
+pub use cube::{Cube4dGenerator, ElementSwap};
 pub use domains::{DomainGenerator, DomainLayout};
 pub use lattice::{LatticeGenerator, Substitution};
+pub use pacbed::PacbedGenerator;
 pub use render::{
     CellPreset, CellSpec, ColumnProfile, bessel_j1, class_names, electron_wavelength_a,
 };
 pub use series::{SeriesGenerator, distort_frame, distort_image};
-pub use store::{FileEntry, MANIFEST_FORMAT, Manifest, SampleEntry};
+pub use store::{CubeEntry, FileEntry, MANIFEST_FORMAT, Manifest, SampleEntry, StackEntry};
 
+pub use crate::degrade::Payload;
 use crate::degrade::{Chain, Sample};
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -81,6 +89,16 @@ pub enum Generator {
     Domains(DomainGenerator),
     /// Image series: sample i is frame i ([`SeriesGenerator`]).
     Series(SeriesGenerator),
+    /// Multislice ADF images of a crystal structure ([`AdfGenerator`]).
+    MultisliceAdf(AdfGenerator),
+    /// The fast incoherent model of the same structures ([`AdfGenerator`]).
+    IncoherentAdf(AdfGenerator),
+    /// PACBED thickness series at drawn tilts ([`PacbedGenerator`]; stack payload).
+    Pacbed(PacbedGenerator),
+    /// 4D-STEM cubes across an interface with their clean version ([`Cube4dGenerator`];
+    /// cube payload).
+    #[serde(rename = "cube_4d")]
+    Cube4d(Cube4dGenerator),
 }
 
 impl Generator {
@@ -90,6 +108,9 @@ impl Generator {
             Generator::Lattice(g) => g.validate(),
             Generator::Domains(g) => g.validate(),
             Generator::Series(g) => g.validate(),
+            Generator::MultisliceAdf(g) | Generator::IncoherentAdf(g) => g.validate(),
+            Generator::Pacbed(g) => g.validate(),
+            Generator::Cube4d(g) => g.validate(),
         }
     }
 }
@@ -127,6 +148,15 @@ impl Recipe {
         if let Generator::Series(g) = &self.generator {
             g.check_margin(self.count)?;
         }
+        if matches!(self.generator, Generator::Pacbed(_) | Generator::Cube4d(_))
+            && !self.degradations.0.is_empty()
+        {
+            return Err(Error::invalid(
+                "degradations",
+                "pacbed and cube_4d samples carry a stack/cube payload that the 2-D degradation \
+                 chain cannot transform; leave it empty (cube_4d has its own dose_e_per_pattern)",
+            ));
+        }
         self.degradations.validate()
     }
 
@@ -141,6 +171,15 @@ impl Recipe {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
+    }
+}
+
+/// Forwards only cancellation (the inner scans must not restart the caller's progress stage).
+struct CancelOnly<'a>(&'a dyn Progress);
+
+impl Progress for CancelOnly<'_> {
+    fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
     }
 }
 
@@ -205,6 +244,13 @@ impl Dataset {
     }
 
     pub(crate) fn sample_here(&self, index: usize) -> Result<Sample> {
+        self.sample_cancellable(index, &stem_core::NoProgress)
+    }
+
+    /// As [`Dataset::sample`] on the current pool; the multislice kinds check `cancel` before
+    /// every probe position (only its `is_cancelled` is used).
+    pub(crate) fn sample_cancellable(&self, index: usize, cancel: &dyn Progress) -> Result<Sample> {
+        let cancel = CancelOnly(cancel);
         let mut rng = self.rng(index as u64);
         let mut sample = match &self.recipe.generator {
             Generator::Lattice(g) => g.generate(&mut rng)?,
@@ -219,6 +265,10 @@ impl Dataset {
                 };
                 g.frame(specimen, index, &mut rng)?
             }
+            Generator::MultisliceAdf(g) => g.generate_with(&mut rng, true, &cancel)?,
+            Generator::IncoherentAdf(g) => g.generate_incoherent(&mut rng)?,
+            Generator::Pacbed(g) => g.generate_with(&mut rng, &cancel)?,
+            Generator::Cube4d(g) => g.generate_with(&mut rng, &cancel)?,
         };
         let chain_seed: u64 = rng.random();
         self.recipe.degradations.apply(&mut sample, chain_seed)?;

@@ -235,6 +235,7 @@ pub fn distort_image(
         image: specimen.to_owned(),
         labels: Default::default(),
         metadata: Default::default(),
+        payload: Default::default(),
     };
     distort_frame(&mut s, field, shift_px, margin_px, frame_shape)?;
     let d = s

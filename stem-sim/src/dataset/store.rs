@@ -1,7 +1,7 @@
 //! Writing a dataset: NPY files and a JSON manifest with labels and SHA-256 digests.
 
 use super::{Dataset, Recipe};
-use crate::degrade::Sample;
+use crate::degrade::{Payload, Sample};
 use crate::error::{Error, Result};
 use ndarray::{Array3, Axis, stack};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,34 @@ pub struct SampleEntry {
     pub displacement: Option<FileEntry>,
     /// The parameters drawn for this sample.
     pub metadata: BTreeMap<String, f64>,
+    /// The stack payload (`pacbed`): `[plane, y, x]` float32, absent for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackEntry>,
+    /// The cube payload (`cube_4d`): `[scan_y, scan_x, k_y, k_x]` float32 as recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cube: Option<CubeEntry>,
+}
+
+/// A written stack payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StackEntry {
+    /// The `[plane, y, x]` float32 file.
+    pub file: FileEntry,
+    /// Name (with unit) of the plane coordinate, e.g. `"thickness_nm"`.
+    pub axis: String,
+    /// Coordinate of each plane.
+    pub values: Vec<f64>,
+}
+
+/// A written cube payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CubeEntry {
+    /// The data as recorded (float32).
+    pub file: FileEntry,
+    /// The noise-free cube (float32), when known.
+    pub clean: Option<FileEntry>,
+    /// Axes (name, size, scale, offset, units), navigation first.
+    pub axes: Vec<stem_core::Axis>,
 }
 
 /// `manifest.json` of a written dataset.
@@ -111,6 +139,37 @@ fn write_sample(dir: &Path, stem: &str, index: usize, s: &Sample) -> Result<Samp
         }
         None => None,
     };
+    let (mut stack, mut cube) = (None, None);
+    match &s.payload {
+        Payload::Image => {}
+        Payload::Stack { data, axis, values } => {
+            let name = format!("{stem}_stack.npy");
+            write_npy(dir.join(&name), data)?;
+            stack = Some(StackEntry {
+                file: entry(dir, name, data.shape().to_vec(), "float32")?,
+                axis: axis.clone(),
+                values: values.clone(),
+            });
+        }
+        Payload::Cube { data, clean } => {
+            let name = format!("{stem}_cube.npy");
+            write_npy(dir.join(&name), data.data())?;
+            let file = entry(dir, name, data.data().shape().to_vec(), "float32")?;
+            let clean = match clean {
+                Some(c) => {
+                    let name = format!("{stem}_cube_clean.npy");
+                    write_npy(dir.join(&name), c.data())?;
+                    Some(entry(dir, name, c.data().shape().to_vec(), "float32")?)
+                }
+                None => None,
+            };
+            cube = Some(CubeEntry {
+                file,
+                clean,
+                axes: data.axes().to_vec(),
+            });
+        }
+    }
     let sampling_a = s.sampling_a();
     Ok(SampleEntry {
         index,
@@ -129,6 +188,8 @@ fn write_sample(dir: &Path, stem: &str, index: usize, s: &Sample) -> Result<Samp
         masks,
         displacement,
         metadata: s.metadata.clone(),
+        stack,
+        cube,
     })
 }
 
@@ -143,7 +204,7 @@ pub(crate) fn write(data: &Dataset, dir: &Path, progress: &dyn Progress) -> Resu
         let mut samples = Vec::with_capacity(data.len());
         for i in 0..data.len() {
             stem_core::progress::check_cancel(progress)?;
-            let s = data.sample_here(i)?;
+            let s = data.sample_cancellable(i, progress)?;
             samples.push(write_sample(dir, &format!("sample_{i:06}"), i, &s)?);
             progress.advance(1);
         }

@@ -596,3 +596,137 @@ fn invalid_recipes_are_errors() {
 
 use rand::SeedableRng;
 use sha2::Digest;
+
+/// Tiny recipes of the multislice-driven kinds (each sample well under a second).
+fn multislice_recipes() -> Vec<Recipe> {
+    let texts = [
+        r#"{"name": "ms-adf", "seed": 3, "count": 2,
+            "generator": {"kind": "multislice_adf",
+                          "crystal": {"structure": "srtio3", "cells_yx": [1, 1], "thickness_cells": 2},
+                          "probe": {"defocus_a": [-20, 20]},
+                          "detector_mrad": [40, 100], "potential_sampling_a": 0.08,
+                          "scan_step_a": 0.5, "random_shift": true,
+                          "vacancies": [{"element": "O", "fraction": 0.2}]},
+            "degradations": [{"kind": "poisson", "dose": {"e_per_a2": 1e5}}]}"#,
+        r#"{"name": "fast-adf", "seed": 3, "count": 2,
+            "generator": {"kind": "incoherent_adf",
+                          "crystal": {"structure": "gaas", "zone": "110", "cells_yx": [2, 2]},
+                          "random_shift": true,
+                          "substitutions": [{"element": "Ga", "to": "In", "fraction": 0.3, "class": "In"}]}}"#,
+        r#"{"name": "pacbed", "seed": 3, "count": 2,
+            "generator": {"kind": "pacbed",
+                          "crystal": {"structure": "srtio3", "cells_yx": [2, 2], "thickness_cells": 3},
+                          "thickness_cells": [1, 3], "tilt_x_mrad": [-3, 3],
+                          "positions_per_cell": 2, "max_angle_mrad": 30, "potential_sampling_a": 0.15}}"#,
+        r#"{"name": "cube", "seed": 3, "count": 2,
+            "generator": {"kind": "cube_4d",
+                          "crystal": {"structure": "srtio3", "cells_yx": [1, 2], "thickness_cells": 2},
+                          "host_cells_x": 1, "scan_step_a": 1.0, "potential_sampling_a": 0.15}}"#,
+    ];
+    texts
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect()
+}
+
+#[test]
+fn multislice_kinds_are_thread_independent_and_written_with_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    for (k, recipe) in multislice_recipes().into_iter().enumerate() {
+        let d1 = dir.path().join(format!("{k}-one"));
+        let d2 = dir.path().join(format!("{k}-two"));
+        let one = Dataset::new(recipe.clone(), Parallelism::Threads(1)).unwrap();
+        let m1 = one.write(&d1, &stem_core::NoProgress).unwrap();
+        let two = Dataset::new(recipe.clone(), Parallelism::Threads(2)).unwrap();
+        two.write(&d2, &stem_core::NoProgress).unwrap();
+        // Random access = streaming, and the two samples differ (drawn parameters).
+        let s1 = two.sample(1).unwrap();
+        assert_eq!(s1, one.iter().nth(1).unwrap().unwrap());
+        assert_ne!(s1, one.sample(0).unwrap(), "{}", recipe.name);
+        let mut names: Vec<_> = std::fs::read_dir(&d1)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in &names {
+            let a = std::fs::read(d1.join(n)).unwrap();
+            let b = std::fs::read(d2.join(n)).unwrap();
+            assert!(a == b, "{}: {n:?} differs", recipe.name);
+        }
+        let text = std::fs::read_to_string(d1.join("manifest.json")).unwrap();
+        let back: Manifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m1);
+        let s = &m1.samples[0];
+        match recipe.name.as_str() {
+            "pacbed" => {
+                let st = s.stack.as_ref().unwrap();
+                assert_eq!(st.file.shape[0], 2);
+                assert_eq!(st.axis, "thickness_nm");
+                let arr = stem_core::io::npy::read_npy_f32(d1.join(&st.file.path)).unwrap();
+                assert_eq!(arr.shape(), st.file.shape.as_slice());
+                assert!(s.metadata.contains_key("generator.tilt_x_mrad"));
+            }
+            "cube" => {
+                let c = s.cube.as_ref().unwrap();
+                assert_eq!(c.file.shape.len(), 4);
+                assert_eq!(c.axes.len(), 4);
+                assert!(c.clean.is_some());
+                assert!(s.masks.contains_key("region"));
+            }
+            _ => {
+                assert!(s.stack.is_none() && s.cube.is_none());
+                assert!(!s.positions_px.is_empty());
+                assert!(s.positions_a.is_some());
+                assert!(s.masks.contains_key("columns"));
+            }
+        }
+    }
+}
+
+#[test]
+fn payload_kinds_refuse_degradations_and_multislice_cancels_between_samples() {
+    let mut r = multislice_recipes().remove(2);
+    r.degradations =
+        serde_json::from_str(r#"[{"kind": "poisson", "dose": {"counts_per_px": 10}}]"#).unwrap();
+    assert!(Dataset::new(r, Parallelism::Auto).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let data = Dataset::new(multislice_recipes().remove(0), Parallelism::Auto).unwrap();
+    let flag = CancelFlag::cancel_after(1);
+    let res = data.write(dir.path(), &flag);
+    assert!(matches!(res, Err(Error::Core(stem_core::Error::Cancelled))));
+    assert_eq!(flag.done(), 1);
+}
+
+/// Cancels once `is_cancelled` has been asked `after` times.
+struct CancelAfterChecks {
+    after: usize,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl stem_core::Progress for CancelAfterChecks {
+    fn is_cancelled(&self) -> bool {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= self.after
+    }
+}
+
+#[test]
+fn multislice_samples_are_cancelled_between_probe_positions() {
+    // The write loop asks once per sample and the scan at least once per probe position
+    // (≥ 4 positions in each of these recipes): cancelling at the 6th question stops inside
+    // the first sample's scan, before anything of it is written.
+    for k in [0, 2, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Dataset::new(multislice_recipes().remove(k), Parallelism::Auto).unwrap();
+        let flag = CancelAfterChecks {
+            after: 5,
+            asked: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let r = data.write(dir.path(), &flag);
+        assert!(
+            matches!(r, Err(Error::Core(stem_core::Error::Cancelled))),
+            "{k}"
+        );
+        // Stopped in the first sample: nothing was written for it.
+        assert!(!dir.path().join("sample_000000.npy").exists());
+    }
+}

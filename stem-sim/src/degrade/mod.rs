@@ -250,15 +250,46 @@ impl Labels {
     }
 }
 
+/// What a sample carries beyond its 2-D [`Sample::image`].
+///
+/// Degradation chains act on the image and its labels only; generators with a stack or a
+/// cube payload make their own noise (see their docs) and take no chain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Payload {
+    /// Nothing beyond the image (the 2-D generators).
+    #[default]
+    Image,
+    /// A stack of 2-D planes `[plane, y, x]`, one coordinate per plane (e.g. PACBED patterns
+    /// `[thickness, k_y, k_x]`).
+    Stack {
+        /// The planes.
+        data: ndarray::Array3<f32>,
+        /// Name of the plane coordinate with its unit (e.g. `"thickness_nm"`).
+        axis: String,
+        /// The coordinate of each plane.
+        values: Vec<f64>,
+    },
+    /// A 4D-STEM cube `[scan_y, scan_x, k_y, k_x]` (calibrated axes) and its clean version.
+    Cube {
+        /// The data as recorded (e.g. with shot noise).
+        data: stem_core::Hypercube<f32>,
+        /// The noise-free cube, when known.
+        clean: Option<stem_core::Hypercube<f32>>,
+    },
+}
+
 /// An image with its labels and the parameters drawn to make it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    /// The image, `[y, x]`, calibrated in Å where the generator knows the pixel size.
+    /// The image, `[y, x]`, calibrated in Å where the generator knows the pixel size. For
+    /// stack and cube payloads it is a 2-D summary (documented by each generator).
     pub image: Image<f32>,
     /// Its labels.
     pub labels: Labels,
     /// Parameters drawn while generating and degrading, by name (e.g. `"2.affine.rotation_deg"`).
     pub metadata: BTreeMap<String, f64>,
+    /// Data beyond the image (default [`Payload::Image`]: none).
+    pub payload: Payload,
 }
 
 impl Sample {
@@ -287,6 +318,7 @@ impl Sample {
                 displacement: None,
             },
             metadata: BTreeMap::new(),
+            payload: Payload::Image,
         }
     }
 

@@ -382,6 +382,7 @@ fn poisson_dose_in_e_per_a2_uses_the_pixel_area() {
         image: img,
         labels: Labels::default(),
         metadata: BTreeMap::new(),
+        payload: Default::default(),
     };
     let d = Degradation::Poisson {
         dose: DoseParam::ElectronsPerA2(Param::Fixed(1000.0)),
@@ -400,6 +401,7 @@ fn background_formula() {
         image: img,
         labels: Labels::default(),
         metadata: BTreeMap::new(),
+        payload: Default::default(),
     };
     let b = Degradation::Background(Background {
         gain: Param::Fixed(0.5),
