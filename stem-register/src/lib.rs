@@ -42,6 +42,7 @@
 pub mod atoms;
 pub mod error;
 mod interp;
+pub mod nonrigid;
 pub mod rigid;
 pub mod scanline;
 pub mod series;

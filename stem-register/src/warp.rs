@@ -193,7 +193,7 @@ pub fn warp(
     Ok(warp_unchecked(&m, field, interpolation))
 }
 
-fn warp_unchecked(
+pub(crate) fn warp_unchecked(
     m: &ArrayView2<'_, f32>,
     field: &DisplacementField,
     interp: Interpolation,
