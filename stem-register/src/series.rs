@@ -14,6 +14,10 @@
 //!    match-series' bias removal does, so that the result is not in the distorted coordinates of
 //!    the first reference but in the frames' average geometry (to first order in the
 //!    displacements); the reference becomes the mean of the warped frames.
+//!    For [`NonRigidModel::Dense`] each frame's reference is the mean of the *other* warped
+//!    frames (leave-one-out), so that its own noise does not pin its field to the current
+//!    estimate; the bias removal is per pixel
+//!    ([`remove_mean_field`](crate::nonrigid::remove_mean_field)).
 //! 4. The final mean, median and per-pixel counts ([`average_series`]).
 //!
 //! The gauge is frame 0's rigid position (frame 0's mean rigid shift is 0 before bias removal).
@@ -472,6 +476,37 @@ mod tests {
         let flag = CancelFlag::cancel_after(3);
         assert!(matches!(
             register_series(two.view(), &SeriesConfig::default(), &flag),
+            Err(Error::Cancelled)
+        ));
+    }
+
+    #[test]
+    fn dense_model_validation_and_cancel() {
+        let two = Array3::<f32>::from_shape_fn((2, 16, 16), |(_, i, j)| (i * j % 7) as f32);
+        let bad = SeriesConfig {
+            model: NonRigidModel::Dense(NonRigidConfig {
+                lambda: -1.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            register_series(two.view(), &bad, &NoProgress),
+            Err(Error::InvalidParameter { name: "lambda", .. })
+        ));
+        let tiny = Array3::<f32>::from_shape_fn((2, 6, 16), |(_, i, j)| (i + j) as f32);
+        let dense = SeriesConfig {
+            model: NonRigidModel::Dense(NonRigidConfig::default()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            register_series(tiny.view(), &dense, &NoProgress),
+            Err(Error::TooSmall { .. })
+        ));
+        // cancelled after the rigid stage (2 frames × 2 units)
+        let flag = CancelFlag::cancel_after(5);
+        assert!(matches!(
+            register_series(two.view(), &dense, &flag),
             Err(Error::Cancelled)
         ));
     }
