@@ -17,7 +17,7 @@
 //!    For [`NonRigidModel::Dense`] each frame's reference is the mean of the *other* warped
 //!    frames (leave-one-out), so that its own noise does not pin its field to the current
 //!    estimate; the bias removal is per pixel
-//!    ([`remove_mean_field`](crate::nonrigid::remove_mean_field)).
+//!    ([`crate::nonrigid::remove_mean_field`]).
 //! 4. The final mean, median and per-pixel counts ([`average_series`]).
 //!
 //! The gauge is frame 0's rigid position (frame 0's mean rigid shift is 0 before bias removal).
