@@ -87,7 +87,8 @@ pub struct NonRigidConfig {
     /// prior: on generated 10 counts/px lattice series (256², 2-D distortions, peer-benchmarks.md
     /// §1.6 physics) λ = 300 gave the smallest residual of 300 / 600 (0.091 / 0.096 px).
     /// With the Dirichlet prior the best λ there was ≈ 3 (0.12 px); match-series' default 200
-    /// attenuates such distortions strongly (0.48 px).
+    /// attenuates such distortions strongly (0.48 px; both measured before the series passes
+    /// used leave-one-out references).
     pub lambda: f64,
     /// Pyramid levels (1 = full resolution only). ≥ 1. Default 3. Fewer are used when a level
     /// would be smaller than `min_level_px`.
