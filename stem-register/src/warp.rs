@@ -101,7 +101,7 @@ impl DisplacementField {
         })
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.dy.dim() != self.dx.dim() {
             return Err(Error::ShapeMismatch {
                 expected: self.dy.shape().to_vec(),
