@@ -17,6 +17,13 @@
 //!    its standard error, the observed standard deviation, and the RMS of the reported σ_L; the
 //!    last two agree when the uncertainties are right.
 //!
+//! On a series average: [`atom_positions_on_average`] fits `mean × N` (not the summed counts,
+//! whose steps where shifted frames leave fewer frames bias the columns) with the Poisson
+//! model; [`atom_positions_jackknife`] replaces the model σ by a delete-one jackknife over the
+//! frames, `σ² = (N − 1)/N · Σ_k (θ₍ₖ₎ − θ̄)²`, which also contains the frames' own registration
+//! errors and the interpolation's noise correlation (causes, formula and assumptions: the
+//! [`jackknife`] module).
+//!
 //! Positions are `[y, x]` in px.
 //!
 //! ```
@@ -35,7 +42,7 @@
 //! assert!(res.bonds.iter().all(|b| b.change_px.abs() < 0.01));
 //! ```
 
-mod jackknife;
+pub mod jackknife;
 
 pub use jackknife::{SeriesAtomPositions, atom_positions_jackknife};
 

@@ -158,13 +158,15 @@ fn jackknife_sigma_matches_scatter_rigid_average() {
 }
 
 #[test]
-#[ignore = "fails (observed/jackknife 1.76): registration error common to the frames; see the report"]
 fn jackknife_sigma_matches_scatter_scanline_average() {
-    // rigid shifts plus row jitter and shear (the reference physics), 256², 10 frames
-    let cfg = GenConfig::small(256, 10);
+    // rigid shifts plus row jitter and shear (the reference physics), 256², 8 frames (with 10
+    // frames of this seed the series registration puts frame 9 one lattice vector off: see
+    // `scanline_ten_frames_has_no_gross_failure`)
+    let cfg = GenConfig::small(256, 8);
     let s = generate_series(&cfg);
     let [ny, nx] = cfg.shape;
     let reg = register_series(s.frames.view(), &SeriesConfig::default(), &NoProgress).unwrap();
+    assert_no_gross_failure(&s, &reg);
     let est: Vec<(Vec<f64>, Vec<f64>)> = reg
         .row_shifts
         .iter()
@@ -265,4 +267,24 @@ fn jackknife_sigma_matches_scatter_true_row_fields() {
     assert!(sc.n > 80, "{}", sc.n);
     let ratio = sc.observed / sc.jackknife;
     assert!(BAND.contains(&ratio), "observed/jackknife = {ratio}");
+}
+
+/// Every frame's effective shift within 0.1 px of the truth (a wrong lattice translate would
+/// leave the lattice columns in place and pass unnoticed by the position statistics).
+fn assert_no_gross_failure(s: &GeneratedSeries, reg: &stem_register::series::SeriesRegistration) {
+    let eff = reg.effective_shifts();
+    for (k, e) in eff.iter().enumerate() {
+        let t = s.relative_shift(k);
+        let d = (e[0] - t[0]).hypot(e[1] - t[1]);
+        assert!(d < 0.1, "frame {k}: effective shift {e:?}, truth {t:?}");
+    }
+}
+
+#[test]
+#[ignore = "fails: frame 9 is registered one lattice vector (a2 − a1) off; series registration, not positions"]
+fn scanline_ten_frames_has_no_gross_failure() {
+    // measured: frame 9 effective shift [8.18, 1.04] px, truth [−10.38, 22.42] px
+    let s = generate_series(&GenConfig::small(256, 10));
+    let reg = register_series(s.frames.view(), &SeriesConfig::default(), &NoProgress).unwrap();
+    assert_no_gross_failure(&s, &reg);
 }
