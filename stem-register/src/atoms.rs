@@ -585,6 +585,43 @@ mod tests {
     }
 
     #[test]
+    fn average_sigma_scales_with_frame_count() {
+        // identical columns (integer period); 4 frames on the left half, 1 on the right: the
+        // mean of 1 frame has 4× the variance of the mean of 4 ⇒ σ twice as large there
+        let mean = Array2::from_shape_fn((64, 64), |(i, j)| {
+            let (dy, dx) = ((i as f64 - 2.0) % 10.0 - 5.0, (j as f64 - 3.0) % 10.0 - 5.0);
+            (5.0 + 100.0 * (-(dy * dy + dx * dx) / 4.5).exp()) as f32
+        });
+        let counts = Array2::from_shape_fn((64, 64), |(_, j)| if j < 32 { 4u32 } else { 1 });
+        let avg = crate::warp::Average {
+            mean,
+            median: Array2::zeros((0, 0)),
+            counts,
+        };
+        let r = atom_positions_on_average(&avg, &AtomConfig::default(), &NoProgress).unwrap();
+        let left = r
+            .columns
+            .iter()
+            .find(|c| c.position[1] < 28.0)
+            .unwrap()
+            .sigma;
+        let mut right = 0;
+        for c in &r.columns {
+            let f = if c.position[1].round() < 32.0 {
+                1.0
+            } else {
+                right += 1;
+                2.0
+            };
+            // identical columns on an identical grid: σ equal up to rounding (1e-6 relative)
+            for a in 0..2 {
+                assert!((c.sigma[a] / (f * left[a]) - 1.0).abs() < 1e-6, "{c:?}");
+            }
+        }
+        assert!(right > 3);
+    }
+
+    #[test]
     fn cancel_is_reported_as_cancelled() {
         let img = Array2::from_shape_fn((40, 40), |(i, j)| {
             let (dy, dx) = ((i % 10) as f64 - 5.0, (j % 10) as f64 - 5.0);
