@@ -138,5 +138,14 @@ print("| non-rigid method | average PSNR (dB), one global shift gauge | time wal
 print("|---|---|---|")
 print(f"| **stem-register** rigid + scan-line (defaults), mean | {placed_psnr(ours_nr):.2f} | {times[2]:.2f} / {times[3]:.2f} |")
 print(f"| **stem-register** rigid + scan-line (defaults), median | {placed_psnr(ours_med):.2f} | (same run) |")
+for name, f in [("rigid + dense (match-series style, defaults)", "ours_dense"), ("rigid + scan-line + dense", "ours_scanline_dense")]:
+    try:
+        m = np.load(f"{out}/{f}_mean.npy").astype(np.float64)
+        md = np.load(f"{out}/{f}_median.npy").astype(np.float64)
+        tt = np.load(f"{out}/{f}_times.npy")
+    except FileNotFoundError:
+        continue
+    print(f"| **stem-register** {name}, mean | {placed_psnr(m):.2f} | {tt[0]:.2f} / {tt[1]:.2f} |")
+    print(f"| **stem-register** {name}, median | {placed_psnr(md):.2f} | (same run) |")
 print(f"| skimage optical_flow_ilk after rigid PCC (radius 12, sigma 1.5, 2 passes) | {placed_psnr(ilk_avg):.2f} | {t_ilk:.2f} / {c_ilk:.2f} |")
 print(f"| oracle non-rigid (true row fields, bicubic) | {psnr(oracle_nr):.2f} | - |")

@@ -1,5 +1,6 @@
-//! `stem register SERIES.npy OUT_DIR`: rigid + scan-line registration of an image series, the
-//! averages, the displacement fields and an atom-position table.
+//! `stem register SERIES.npy OUT_DIR`: rigid + non-rigid (scan-line by default, or the dense
+//! match-series-style model) registration of an image series, the averages, the displacement
+//! fields and an atom-position table.
 
 use crate::CliError;
 use crate::progress::Bar;
@@ -9,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use stem_core::io::npy;
 use stem_register::atoms::{AtomConfig, atom_positions_on_average};
+use stem_register::nonrigid::NonRigidConfig;
+use stem_register::scanline::ScanLineConfig;
 use stem_register::series::{NonRigidModel, SeriesConfig, register_series};
 use stem_register::warp::Interpolation;
 
@@ -20,9 +23,16 @@ pub struct RegisterArgs {
     /// Output directory (created): mean.npy, median.npy, counts.npy, shifts.csv,
     /// fields.npy `[frame, 2, y, x]` (dy, dx in px), columns.csv, bonds.csv.
     pub out: PathBuf,
-    /// Rigid registration only (no scan-line model).
+    /// Rigid registration only (the same as `--model rigid`).
     #[arg(long)]
     pub rigid_only: bool,
+    /// The non-rigid model after the rigid pre-alignment.
+    #[arg(long, value_enum, default_value_t = Model::Scanline)]
+    pub model: Model,
+    /// λ of the dense model (`--model nonrigid` / `scanline-nonrigid`); default: the
+    /// library's (300, bending prior).
+    #[arg(long)]
+    pub lambda: Option<f64>,
     /// Nearest-neighbour warping (keeps counts integral, e.g. EELS/EDS maps).
     #[arg(long)]
     pub nearest: bool,
@@ -36,6 +46,20 @@ pub struct RegisterArgs {
     /// Skip the atom-position table.
     #[arg(long)]
     pub no_atoms: bool,
+}
+
+/// The non-rigid model of `stem register`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// Rigid shifts only.
+    Rigid,
+    /// One shift per scan row, smooth along the slow axis (default; cheap, row-wise
+    /// distortions).
+    Scanline,
+    /// A dense 2-D displacement field per frame (match-series style).
+    Nonrigid,
+    /// The scan-line model first, then the dense field from its result.
+    ScanlineNonrigid,
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
@@ -60,9 +84,22 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
     let mut config = SeriesConfig::default();
     config.rigid.correlation.smoothing_sigma_px = args.smoothing;
     config.rigid.correlation.max_shift_px = args.max_shift;
-    if args.rigid_only {
-        config.model = NonRigidModel::None;
-    }
+    let dense = |scanline_first| {
+        let mut nr = NonRigidConfig {
+            scanline_first,
+            ..Default::default()
+        };
+        if let Some(l) = args.lambda {
+            nr.lambda = l;
+        }
+        NonRigidModel::Dense(nr)
+    };
+    config.model = match (args.rigid_only, args.model) {
+        (true, _) | (_, Model::Rigid) => NonRigidModel::None,
+        (_, Model::Scanline) => NonRigidModel::default(),
+        (_, Model::Nonrigid) => dense(None),
+        (_, Model::ScanlineNonrigid) => dense(Some(ScanLineConfig::default())),
+    };
     if args.nearest {
         config.average.interpolation = Interpolation::Nearest;
     }
@@ -168,6 +205,8 @@ mod tests {
             series: input,
             out: out.clone(),
             rigid_only: false,
+            model: Model::Scanline,
+            lambda: None,
             nearest: false,
             smoothing: 2.0,
             max_shift: None,
@@ -187,6 +226,21 @@ mod tests {
         }
         let shifts = std::fs::read_to_string(out.join("shifts.csv")).unwrap();
         assert_eq!(shifts.lines().count(), 4);
+        // the dense model writes the same outputs; fields [frame, 2, y, x]
+        let dense_out = dir.path().join("dense");
+        let dense_args = RegisterArgs {
+            out: dense_out.clone(),
+            model: Model::Nonrigid,
+            lambda: Some(100.0),
+            no_atoms: true,
+            ..args.clone()
+        };
+        run(&dense_args, true).unwrap();
+        let fields = npy::read_npy_f32(dense_out.join("fields.npy")).unwrap();
+        assert_eq!(fields.shape(), &[3, 2, 40, 40]);
+        // frame 2 shows the pattern 1 px further down: its field is ≈ +1 px in y
+        let dy2 = fields[[2, 0, 20, 20]] - fields[[0, 0, 20, 20]];
+        assert!((dy2 - 1.0).abs() < 0.1, "{dy2}");
         // a 2-D array is rejected with an argument error
         let bad = dir.path().join("b.npy");
         npy::write_npy(&bad, &ndarray::Array2::<f32>::zeros((4, 4))).unwrap();

@@ -7,7 +7,9 @@
 //! pipeline, timed), scores against the truth and writes NPY files for `bench/register/peer.py`:
 //! frames.npy, specimen.npy, truth_shifts.npy `[20, 2]` (relative to frame 0), true_fields.npy
 //! `[20, 2, 512]` (row fields on the specimen grid), ours_rigid_shifts.npy, ours_rigid_mean.npy,
-//! ours_nonrigid_mean.npy, oracle_nonrigid_mean.npy, ours_times.npy.
+//! ours_nonrigid_mean.npy, oracle_nonrigid_mean.npy, ours_times.npy, and for the dense model
+//! (from the rigid start, and after the scan-line model) ours_dense_{mean,median,times}.npy and
+//! ours_scanline_dense_{mean,median,times}.npy.
 
 #[path = "../../tests/src/series.rs"]
 #[allow(dead_code, missing_docs)]
@@ -19,8 +21,9 @@ use std::time::Instant;
 use stem_core::NoProgress;
 use stem_core::io::npy::write_npy;
 use stem_core::metrics::psnr;
+use stem_register::nonrigid::NonRigidConfig;
 use stem_register::rigid::{SeriesRigidConfig, align_series_rigid};
-use stem_register::series::{SeriesConfig, register_series};
+use stem_register::series::{NonRigidModel, SeriesConfig, SeriesRegistration, register_series};
 use stem_register::warp::{AverageConfig, DisplacementField, average_series};
 
 fn psnr_border(specimen: &Array2<f32>, img: &Array2<f32>) -> f64 {
@@ -138,6 +141,39 @@ fn main() {
         .unwrap()
         .mean;
 
+    // dense (match-series-style) model: from the rigid start, and after the scan-line model
+    let mut dense_rows = Vec::new();
+    for (name, file, scanline_first) in [
+        ("rigid + dense (defaults)", "ours_dense", None),
+        (
+            "rigid + scan-line + dense",
+            "ours_scanline_dense",
+            Some(Default::default()),
+        ),
+    ] {
+        let cfg = SeriesConfig {
+            model: NonRigidModel::Dense(NonRigidConfig {
+                scanline_first,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (t, c) = (Instant::now(), cpu_seconds());
+        let r = register_series(g.frames.view(), &cfg, &NoProgress).unwrap();
+        let (wall, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+        let (rms_common, rms_abs, row_gauge) = dense_scores(&g, &r, &mean_only);
+        write_npy(out.join(format!("{file}_mean.npy")), &r.average.mean).unwrap();
+        write_npy(out.join(format!("{file}_median.npy")), &r.average.median).unwrap();
+        write_npy(
+            out.join(format!("{file}_times.npy")),
+            &Array1::from(vec![wall, cpu]),
+        )
+        .unwrap();
+        dense_rows.push(format!(
+            "{name}: {wall:.2} s wall, {cpu:.2} s CPU; field residual RMS {rms_common:.4} px (common part removed), {rms_abs:.4} px (constant gauge only); average PSNR with the gauge from the truth {row_gauge:.2} dB"
+        ));
+    }
+
     write_npy(out.join("frames.npy"), &g.frames).unwrap();
     write_npy(out.join("specimen.npy"), &g.specimen).unwrap();
     write_npy(out.join("truth_shifts.npy"), &truth).unwrap();
@@ -173,6 +209,37 @@ fn main() {
         psnr_border(&g.specimen, &corr_mean),
         psnr_border(&g.specimen, &oracle_mean)
     );
+    for r in &dense_rows {
+        println!("{r}");
+    }
+}
+
+/// Dense-field scores against the truth: residual RMS with the common part removed, with a
+/// constant gauge only, and the PSNR of the average made with the gauge-corrected fields.
+fn dense_scores(
+    g: &series::GeneratedSeries,
+    r: &SeriesRegistration,
+    mean_only: &AverageConfig,
+) -> (f64, f64, f64) {
+    let est: Vec<[Array2<f64>; 2]> = r
+        .fields
+        .iter()
+        .map(|f| [f.dy.mapv(f64::from), f.dx.mapv(f64::from)])
+        .collect();
+    let res = g.dense_field_residual(&est, true, 20);
+    let abs = g.dense_field_residual(&est, false, 20).rms_px;
+    let corrected: Vec<DisplacementField> = g
+        .gauge_corrected_dense(&est, &res)
+        .iter()
+        .map(|f| DisplacementField {
+            dy: f[0].mapv(|v| v as f32),
+            dx: f[1].mapv(|v| v as f32),
+        })
+        .collect();
+    let mean = average_series(g.frames.view(), &corrected, mean_only, &NoProgress)
+        .unwrap()
+        .mean;
+    (res.rms_px, abs, psnr_border(&g.specimen, &mean))
 }
 
 fn rayon_threads() -> usize {

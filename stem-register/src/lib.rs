@@ -9,8 +9,11 @@
 //!   median and frame counts.
 //! * [`scanline`]: the scan-line distortion model (one shift per row, smooth along the slow
 //!   axis), fitted by Gauss–Newton with an exact block-tridiagonal solve.
-//! * [`series`]: the whole pipeline: rigid pre-alignment, non-rigid model against an evolving
-//!   reference, bias removal, mean / median / counts.
+//! * [`nonrigid`]: dense 2-D registration in the manner of match-series: NCC data term,
+//!   Dirichlet (H¹) or bending prior, multilevel pyramid for any image size, H¹/H²-preconditioned
+//!   nonlinear CG with Armijo steps, per-pixel bias removal.
+//! * [`series`]: the whole pipeline: rigid pre-alignment, non-rigid model (scan-line or dense)
+//!   against an evolving reference, bias removal, mean / median / counts.
 //! * [`atoms`]: column positions with uncertainties on the average, lattice fit, bond lengths
 //!   and their changes with error bars.
 //!
@@ -42,6 +45,7 @@
 pub mod atoms;
 pub mod error;
 mod interp;
+pub mod nonrigid;
 pub mod rigid;
 pub mod scanline;
 pub mod series;

@@ -7,11 +7,17 @@
 //!    (peer-benchmarks.md §4).
 //! 2. The reference is the mean of the rigidly aligned frames.
 //! 3. `reference_passes` times: every frame's non-rigid model is fitted against the current
-//!    reference ([`fit_row_shifts`](crate::scanline::fit_row_shifts) for [`NonRigidModel::ScanLine`]); the common part of the
-//!    fields (their per-row mean over the frames, minus its overall mean) is removed, as
+//!    reference ([`fit_row_shifts`](crate::scanline::fit_row_shifts) for
+//!    [`NonRigidModel::ScanLine`], [`register_pair`](crate::nonrigid::register_pair)'s
+//!    multilevel NCC + H¹ scheme for [`NonRigidModel::Dense`]); the common part of the
+//!    fields (their per-row, or per-pixel, mean over the frames, minus its overall mean) is removed, as
 //!    match-series' bias removal does, so that the result is not in the distorted coordinates of
 //!    the first reference but in the frames' average geometry (to first order in the
 //!    displacements); the reference becomes the mean of the warped frames.
+//!    For [`NonRigidModel::Dense`] each frame's reference is the mean of the *other* warped
+//!    frames (leave-one-out), so that its own noise does not pin its field to the current
+//!    estimate; the bias removal is per pixel
+//!    ([`crate::nonrigid::remove_mean_field`]).
 //! 4. The final mean, median and per-pixel counts ([`average_series`]).
 //!
 //! The gauge is frame 0's rigid position (frame 0's mean rigid shift is 0 before bias removal).
@@ -31,6 +37,9 @@
 //! ```
 
 use crate::error::{Error, Result, check_cancel};
+use crate::nonrigid::{
+    NonRigidConfig, Plans, check_size, pyramid, register_prepared, remove_mean_field,
+};
 use crate::rigid::{RigidSeries, SeriesRigidConfig, align_series_rigid};
 use crate::scanline::{RowShifts, ScanLineConfig, blurred_references, fit_prepared};
 use crate::warp::{Average, AverageConfig, DisplacementField, average_series};
@@ -45,6 +54,11 @@ pub enum NonRigidModel {
     None,
     /// One shift per scan row, smooth along the slow axis ([`crate::scanline`]).
     ScanLine(ScanLineConfig),
+    /// A dense 2-D displacement field per frame, match-series style ([`crate::nonrigid`]):
+    /// the first pass runs the whole pyramid against the mean of the rigidly aligned frames,
+    /// later passes the finest level against the mean (or median) of the warped frames with
+    /// λ scaled by [`NonRigidConfig::extra_pass_lambda_factor`].
+    Dense(NonRigidConfig),
 }
 
 impl Default for NonRigidModel {
@@ -88,7 +102,7 @@ pub struct SeriesRegistration {
     /// The rigid pre-alignment (frame-0 gauge).
     pub rigid: RigidSeries,
     /// Per frame, the row shifts of the scan-line model (frame rows); empty for
-    /// [`NonRigidModel::None`].
+    /// [`NonRigidModel::None`] and [`NonRigidModel::Dense`].
     pub row_shifts: Vec<RowShifts>,
     /// Per frame, the displacement field on the reference grid (`warped(p) = frame(p − d(p))`).
     pub fields: Vec<DisplacementField>,
@@ -99,12 +113,25 @@ pub struct SeriesRegistration {
 impl SeriesRegistration {
     /// Per frame, the effective rigid shift relative to frame 0 (px, `[dy, dx]`): the row-mean
     /// of the scan-line shifts (what a translation-only method should return for a frame with
-    /// row distortions), or the rigid shifts when no scan-line model ran. On the reference
+    /// row distortions); for the other models the spatial mean of each field on the reference
+    /// grid (the rigid shifts when only the rigid model ran). On the reference
     /// series (peer-benchmarks.md §1.6) this is 0.006 px RMS from the truth, against 0.046 px
     /// for the rigid cross-correlation alone.
     pub fn effective_shifts(&self) -> Vec<[f64; 2]> {
         if self.row_shifts.is_empty() {
-            return self.rigid.shifts.clone();
+            // the spatial mean of each field (the rigid shift for the rigid-only model)
+            let means: Vec<[f64; 2]> = self
+                .fields
+                .iter()
+                .map(|f| {
+                    [
+                        f.dy.iter().map(|&v| f64::from(v)).sum::<f64>() / f.dy.len().max(1) as f64,
+                        f.dx.iter().map(|&v| f64::from(v)).sum::<f64>() / f.dx.len().max(1) as f64,
+                    ]
+                })
+                .collect();
+            let m0 = means.first().copied().unwrap_or([0.0, 0.0]);
+            return means.iter().map(|m| [m[0] - m0[0], m[1] - m0[1]]).collect();
         }
         let m0 = self.row_shifts[0].mean();
         self.row_shifts
@@ -119,7 +146,7 @@ impl SeriesRegistration {
 
 /// Registers a series `frames[k, y, x]` (see the module docs).
 ///
-/// Progress: stages "rigid", "average" and "scan-line pass i" (one unit per frame);
+/// Progress: stages "rigid", "average" and "scan-line pass i" or "non-rigid pass i" (one unit per frame);
 /// cancellable between frames.
 ///
 /// # Errors
@@ -137,8 +164,15 @@ pub fn register_series(
     if config.reference_passes == 0 {
         return Err(Error::invalid("reference_passes", "must be >= 1, got 0"));
     }
-    if let NonRigidModel::ScanLine(c) = &config.model {
-        c.validate()?;
+    match &config.model {
+        NonRigidModel::ScanLine(c) => c.validate()?,
+        NonRigidModel::Dense(c) => {
+            c.validate()?;
+            if let Some(s) = &c.scanline_first {
+                s.validate()?;
+            }
+        }
+        NonRigidModel::None => {}
     }
     let shape = [frames.len_of(Axis(1)), frames.len_of(Axis(2))];
     let rigid = align_series_rigid(frames, &config.rigid, progress)?;
@@ -148,7 +182,12 @@ pub fn register_series(
         .map(|&s| DisplacementField::constant(shape, s))
         .collect();
     let mut row_shifts = Vec::new();
-    if let NonRigidModel::ScanLine(scan) = &config.model {
+    let scan_model = match &config.model {
+        NonRigidModel::ScanLine(s) => Some(s),
+        NonRigidModel::Dense(nr) => nr.scanline_first.as_ref(),
+        NonRigidModel::None => None,
+    };
+    if let Some(scan) = scan_model {
         let mean_only = AverageConfig {
             median: false,
             ..config.average.clone()
@@ -203,6 +242,10 @@ pub fn register_series(
             }
         }
     }
+    if let NonRigidModel::Dense(nr) = &config.model {
+        check_size(shape)?;
+        fields = dense_passes(frames, fields, nr, config, progress)?;
+    }
     let average = average_series(frames, &fields, &config.average, progress)?;
     Ok(SeriesRegistration {
         rigid,
@@ -210,6 +253,155 @@ pub fn register_series(
         fields,
         average,
     })
+}
+
+/// The passes of [`NonRigidModel::Dense`], starting from the rigid `fields`.
+fn dense_passes(
+    frames: ArrayView3<'_, f32>,
+    mut fields: Vec<DisplacementField>,
+    nr: &NonRigidConfig,
+    config: &SeriesConfig,
+    progress: &dyn Progress,
+) -> Result<Vec<DisplacementField>> {
+    let n = frames.len_of(Axis(0));
+    let shape = fields[0].shape();
+    let shapes = nr.level_shapes(shape);
+    let plans = Plans::new(&shapes)?;
+    let reference_of =
+        |fields: &[DisplacementField], median: bool| -> Result<ndarray::Array2<f32>> {
+            let cfg = AverageConfig {
+                median,
+                ..config.average.clone()
+            };
+            let a = average_series(frames, fields, &cfg, &NoProgress)?;
+            let mut img = if median { a.median } else { a.mean };
+            // pixels no frame covers: the mean of the covered ones (no artificial edge)
+            let (mut s, mut c) = (0.0f64, 0usize);
+            for (v, &k) in img.iter().zip(&a.counts) {
+                if k > 0 {
+                    s += f64::from(*v);
+                    c += 1;
+                }
+            }
+            let fill = if c > 0 { (s / c as f64) as f32 } else { 0.0 };
+            ndarray::Zip::from(&mut img)
+                .and(&a.counts)
+                .for_each(|v, &k| {
+                    if k == 0 {
+                        *v = fill;
+                    }
+                });
+            Ok(img)
+        };
+    for pass in 0..config.reference_passes {
+        check_cancel(progress)?;
+        let (lambda, skip) = if pass == 0 {
+            (nr.lambda, 0)
+        } else {
+            (nr.lambda * nr.extra_pass_lambda_factor, shapes.len() - 1)
+        };
+        // leave-one-out references: frame k is registered to the mean of the *other* warped
+        // frames, so that its own noise in the reference does not pin its field to the current
+        // estimate (with n frames the frame is 1/n of a plain mean)
+        let warped: Vec<crate::warp::Warped> = config.average.parallelism.install(|| {
+            (0..n)
+                .into_par_iter()
+                .map(|k| {
+                    crate::warp::warp_unchecked(
+                        &frames.index_axis(Axis(0), k),
+                        &fields[k],
+                        config.average.interpolation,
+                    )
+                })
+                .collect()
+        })?;
+        let mut sum = ndarray::Array2::<f64>::zeros(shape);
+        let mut counts = ndarray::Array2::<u32>::zeros(shape);
+        for w in &warped {
+            ndarray::Zip::from(&mut sum)
+                .and(&mut counts)
+                .and(&w.image)
+                .and(&w.valid)
+                .for_each(|s, c, &v, &ok| {
+                    if ok {
+                        *s += f64::from(v);
+                        *c += 1;
+                    }
+                });
+        }
+        let median_ref = if pass > 0 && nr.median_reference {
+            Some(reference_of(&fields, true)?)
+        } else {
+            None
+        };
+        progress.start(&format!("non-rigid pass {}", pass + 1), n as u64);
+        fields = config.average.parallelism.install(|| {
+            (0..n)
+                .into_par_iter()
+                .map(|k| {
+                    check_cancel(progress)?;
+                    let reference = match &median_ref {
+                        Some(m) => m.clone(),
+                        None => leave_one_out(&sum, &counts, &warped[k]),
+                    };
+                    let refs = pyramid(reference.view(), &shapes)?;
+                    let r = register_prepared(
+                        &refs,
+                        frames.index_axis(Axis(0), k),
+                        &fields[k],
+                        nr,
+                        lambda,
+                        &plans,
+                        skip,
+                    )?;
+                    progress.advance(1);
+                    Ok(r.field)
+                })
+                .collect::<Result<Vec<_>>>()
+        })??;
+        if config.remove_bias {
+            remove_mean_field(&mut fields)?;
+        }
+    }
+    Ok(fields)
+}
+
+/// The mean of all warped frames but `own` (pixels no other frame covers: the mean of the
+/// covered ones, so that the reference has no artificial edge).
+fn leave_one_out(
+    sum: &ndarray::Array2<f64>,
+    counts: &ndarray::Array2<u32>,
+    own: &crate::warp::Warped,
+) -> ndarray::Array2<f32> {
+    let mut img = ndarray::Array2::<f32>::zeros(sum.raw_dim());
+    let (mut total, mut covered) = (0.0f64, 0usize);
+    ndarray::Zip::from(&mut img)
+        .and(sum)
+        .and(counts)
+        .and(&own.image)
+        .and(&own.valid)
+        .for_each(|o, &s, &c, &v, &ok| {
+            let (s, c) = if ok {
+                (s - f64::from(v), c - 1)
+            } else {
+                (s, c)
+            };
+            if c > 0 {
+                let m = s / f64::from(c);
+                *o = m as f32;
+                total += m;
+                covered += 1;
+            } else {
+                *o = f32::NAN;
+            }
+        });
+    let fill = if covered > 0 {
+        (total / covered as f64) as f32
+    } else {
+        0.0
+    };
+    img.mapv_inplace(|v| if v.is_nan() { fill } else { v });
+    img
 }
 
 /// Removes the common distortion: with `m(Y)` the mean over frames of the reference-row fields
@@ -284,6 +476,37 @@ mod tests {
         let flag = CancelFlag::cancel_after(3);
         assert!(matches!(
             register_series(two.view(), &SeriesConfig::default(), &flag),
+            Err(Error::Cancelled)
+        ));
+    }
+
+    #[test]
+    fn dense_model_validation_and_cancel() {
+        let two = Array3::<f32>::from_shape_fn((2, 16, 16), |(_, i, j)| (i * j % 7) as f32);
+        let bad = SeriesConfig {
+            model: NonRigidModel::Dense(NonRigidConfig {
+                lambda: -1.0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            register_series(two.view(), &bad, &NoProgress),
+            Err(Error::InvalidParameter { name: "lambda", .. })
+        ));
+        let tiny = Array3::<f32>::from_shape_fn((2, 6, 16), |(_, i, j)| (i + j) as f32);
+        let dense = SeriesConfig {
+            model: NonRigidModel::Dense(NonRigidConfig::default()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            register_series(tiny.view(), &dense, &NoProgress),
+            Err(Error::TooSmall { .. })
+        ));
+        // cancelled after the rigid stage (2 frames × 2 units)
+        let flag = CancelFlag::cancel_after(5);
+        assert!(matches!(
+            register_series(two.view(), &dense, &flag),
             Err(Error::Cancelled)
         ));
     }

@@ -101,7 +101,7 @@ impl DisplacementField {
         })
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.dy.dim() != self.dx.dim() {
             return Err(Error::ShapeMismatch {
                 expected: self.dy.shape().to_vec(),
@@ -193,7 +193,7 @@ pub fn warp(
     Ok(warp_unchecked(&m, field, interpolation))
 }
 
-fn warp_unchecked(
+pub(crate) fn warp_unchecked(
     m: &ArrayView2<'_, f32>,
     field: &DisplacementField,
     interp: Interpolation,

@@ -51,7 +51,15 @@ pub struct SeriesConfig {
     pub disc: Option<([f64; 2], f64)>,
     /// Whether to draw Poisson noise (false: the expected counts).
     pub noise: bool,
-    /// Base seed (disc: seed + 7, distortions: seed + 11, noise: seed + 1000 + frame).
+    /// Amplitude scale (px) of the smooth 2-D distortion (0 = none, the default, which gives
+    /// exactly the row-only series). Per frame and per component two plane waves
+    /// `a·sin(2π k·p/Λ + φ)` with `a` uniform in [0.5, 1]·this, random direction and phase,
+    /// Λ uniform in `smooth_2d_wavelength_px` (drawn from seed + 13).
+    pub smooth_2d_px: f64,
+    /// Wavelength range (px) of the 2-D plane waves.
+    pub smooth_2d_wavelength_px: [f64; 2],
+    /// Base seed (disc: seed + 7, distortions: seed + 11, 2-D waves: seed + 13, noise:
+    /// seed + 1000 + frame).
     pub seed: u64,
 }
 
@@ -71,6 +79,8 @@ impl Default for SeriesConfig {
             white_smoothing_rows: 1.0,
             disc: Some(([140.0, 380.0], 70.0)),
             noise: true,
+            smooth_2d_px: 0.0,
+            smooth_2d_wavelength_px: [120.0, 300.0],
             seed: 20_240_601,
         }
     }
@@ -106,6 +116,30 @@ pub struct GeneratedSeries {
     pub heavy_columns: Vec<[f64; 2]>,
     /// Light-column positions `[y, x]` in specimen coordinates (px), lattice sites only.
     pub light_columns: Vec<[f64; 2]>,
+    /// Per frame, the plane waves of the smooth 2-D distortion (empty without one).
+    pub waves: Vec<Vec<Wave>>,
+}
+
+/// One plane wave of the 2-D distortion: adds `amp·sin(ky·r + kx·c + phase)` (px) to component
+/// `comp` (0 = y, 1 = x) of the displacement at frame pixel `(r, c)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Wave {
+    /// Component: 0 = y, 1 = x.
+    pub comp: usize,
+    /// Amplitude (px).
+    pub amp: f64,
+    /// Wave vector (rad/px) along y and x.
+    pub k: [f64; 2],
+    /// Phase (rad).
+    pub phase: f64,
+}
+
+fn wave_displacement(waves: &[Wave], r: f64, c: f64) -> [f64; 2] {
+    let mut d = [0.0; 2];
+    for w in waves {
+        d[w.comp] += w.amp * (w.k[0] * r + w.k[1] * c + w.phase).sin();
+    }
+    d
 }
 
 struct Site {
@@ -279,6 +313,61 @@ fn render(sites: &[Site], shape: [usize; 2], dy: &[f64], dx: &[f64]) -> Array2<f
     img
 }
 
+/// Renders the sites at per-pixel displaced coordinates: pixel (r, c) gets
+/// S(r + dy[r] + W_y(r, c), c + dx[r] + W_x(r, c)) with W the waves.
+fn render_2d(
+    sites: &[Site],
+    shape: [usize; 2],
+    dy: &[f64],
+    dx: &[f64],
+    waves: &[Wave],
+) -> Array2<f64> {
+    let [ny, nx] = shape;
+    let mut img = Array2::<f64>::from_elem((ny, nx), 0.03);
+    let wmax: f64 = waves.iter().map(|w| w.amp.abs()).sum::<f64>();
+    let (lo_y, hi_y) = dy
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (lo_x, hi_x) = dx
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    // displacement of every pixel once
+    let disp: Vec<[f64; 2]> = (0..ny * nx)
+        .map(|k| {
+            let (r, c) = (k / nx, k % nx);
+            let w = wave_displacement(waves, r as f64, c as f64);
+            [dy[r] + w[0], dx[r] + w[1]]
+        })
+        .collect();
+    for s in sites {
+        let cut = 5.0 * s.sigma;
+        let r0 = (s.y - cut - hi_y - wmax).floor().max(0.0);
+        let r1 = (s.y + cut - lo_y + wmax).ceil().min(ny as f64 - 1.0);
+        let c0 = (s.x - cut - hi_x - wmax).floor().max(0.0);
+        let c1 = (s.x + cut - lo_x + wmax).ceil().min(nx as f64 - 1.0);
+        if r1 < r0 || c1 < c0 {
+            continue;
+        }
+        let inv = 1.0 / (2.0 * s.sigma * s.sigma);
+        for r in r0 as usize..=r1 as usize {
+            for c in c0 as usize..=c1 as usize {
+                let d = disp[r * nx + c];
+                let yy = r as f64 + d[0] - s.y;
+                let xx = c as f64 + d[1] - s.x;
+                let d2 = xx * xx + yy * yy;
+                if d2 <= cut * cut {
+                    img[[r, c]] += s.amp * (-d2 * inv).exp();
+                }
+            }
+        }
+    }
+    img
+}
+
 fn smooth_rows(values: &[f64], sigma: f64) -> Vec<f64> {
     if sigma <= 0.0 {
         return values.to_vec();
@@ -319,6 +408,8 @@ pub fn generate_series(cfg: &SeriesConfig) -> GeneratedSeries {
     let rc = (ny as f64 - 1.0) / 2.0;
     let mut frames = Array3::<f32>::zeros((cfg.frames, ny, nx));
     let (mut drawn, mut row_u, mut row_v) = (Vec::new(), Vec::new(), Vec::new());
+    let mut wave_rng = ChaCha8Rng::seed_from_u64(cfg.seed + 13);
+    let mut all_waves = Vec::new();
     for f in 0..cfg.frames {
         let m = cfg.max_shift_px;
         let sy = rng.random_range(-m..=m);
@@ -350,7 +441,32 @@ pub fn generate_series(cfg: &SeriesConfig) -> GeneratedSeries {
         let v: Vec<f64> = (0..ny).map(|r| e * (r as f64 - rc) / ny as f64).collect();
         let dy: Vec<f64> = v.iter().map(|v| sy + v).collect();
         let dx: Vec<f64> = u.iter().map(|u| sx + u).collect();
-        let clean = render(&sites, cfg.shape, &dy, &dx).mapv(|v| (v * scale) as f32);
+        let mut waves = Vec::new();
+        if cfg.smooth_2d_px > 0.0 {
+            for comp in 0..2 {
+                for _ in 0..2 {
+                    let amp = cfg.smooth_2d_px * wave_rng.random_range(0.5..=1.0);
+                    let lam = wave_rng.random_range(
+                        cfg.smooth_2d_wavelength_px[0]..=cfg.smooth_2d_wavelength_px[1],
+                    );
+                    let th = wave_rng.random_range(0.0..2.0 * std::f64::consts::PI);
+                    let kk = 2.0 * std::f64::consts::PI / lam;
+                    waves.push(Wave {
+                        comp,
+                        amp,
+                        k: [kk * th.sin(), kk * th.cos()],
+                        phase: wave_rng.random_range(0.0..2.0 * std::f64::consts::PI),
+                    });
+                }
+            }
+        }
+        let clean = if waves.is_empty() {
+            render(&sites, cfg.shape, &dy, &dx)
+        } else {
+            render_2d(&sites, cfg.shape, &dy, &dx, &waves)
+        }
+        .mapv(|v| (v * scale) as f32);
+        all_waves.push(waves);
         let frame = if cfg.noise {
             stem_core::noise::poisson(clean.view(), cfg.seed + 1000 + f as u64)
                 .unwrap_or_else(|_| clean.clone())
@@ -370,6 +486,7 @@ pub fn generate_series(cfg: &SeriesConfig) -> GeneratedSeries {
         row_v,
         heavy_columns: heavy,
         light_columns: light,
+        waves: all_waves,
     }
 }
 
@@ -487,6 +604,194 @@ impl GeneratedSeries {
                     })
                     .collect();
                 (fy, fx)
+            })
+            .collect()
+    }
+}
+
+fn bilinear(a: &Array2<f64>, y: f64, x: f64) -> f64 {
+    let (ny, nx) = a.dim();
+    let y = y.clamp(0.0, (ny - 1) as f64);
+    let x = x.clamp(0.0, (nx - 1) as f64);
+    let (i, j) = (
+        (y.floor() as usize).min(ny - 2),
+        (x.floor() as usize).min(nx - 2),
+    );
+    let (ty, tx) = (y - i as f64, x - j as f64);
+    (1.0 - ty) * ((1.0 - tx) * a[[i, j]] + tx * a[[i, j + 1]])
+        + ty * ((1.0 - tx) * a[[i + 1, j]] + tx * a[[i + 1, j + 1]])
+}
+
+/// Residual of estimated dense fields against the truth (see
+/// [`GeneratedSeries::dense_field_residual`]).
+#[derive(Clone, Debug)]
+pub struct DenseResidual {
+    /// RMS (px) over frames, pixels (inside the border) and both components.
+    pub rms_px: f64,
+    /// The fitted constant gauge `G` (px).
+    pub offset: [f64; 2],
+    /// The common per-pixel part removed (zeros when not requested): `[dy, dx]`.
+    pub common: [Array2<f64>; 2],
+}
+
+impl GeneratedSeries {
+    /// The true dense field of frame f on the specimen grid: `d(Y, X) = D(r', c')` where
+    /// `(r', c') + D(r', c') = (Y, X)` (8 fixed-point iterations), `D(r, c) = (sy + v(r) +
+    /// W_y(r, c), sx + u(r) + W_x(r, c))`, u and v linearly interpolated between rows.
+    pub fn true_field(&self, f: usize) -> [Array2<f64>; 2] {
+        let ny = self.row_u[f].len();
+        let nx = self.frames.dim().2;
+        let [sy, sx] = self.drawn_shifts[f];
+        let waves = &self.waves[f];
+        let d = |r: f64, c: f64| -> [f64; 2] {
+            let w = wave_displacement(waves, r, c);
+            [
+                sy + lerp_rows(&self.row_v[f], r) + w[0],
+                sx + lerp_rows(&self.row_u[f], r) + w[1],
+            ]
+        };
+        let mut dy = Array2::zeros((ny, nx));
+        let mut dx = Array2::zeros((ny, nx));
+        for y in 0..ny {
+            for x in 0..nx {
+                let (yy, xx) = (y as f64, x as f64);
+                let mut q = [yy - sy, xx - sx];
+                for _ in 0..8 {
+                    let v = d(q[0], q[1]);
+                    q = [yy - v[0], xx - v[1]];
+                }
+                let v = d(q[0], q[1]);
+                dy[[y, x]] = v[0];
+                dx[[y, x]] = v[1];
+            }
+        }
+        [dy, dx]
+    }
+
+    /// RMS (px, over frames, pixels and both components) of the true dense fields after
+    /// removing each frame's mean.
+    pub fn intrinsic_nonrigid_rms_2d(&self) -> f64 {
+        let (mut acc, mut n) = (0.0, 0.0);
+        for f in 0..self.row_u.len() {
+            for c in self.true_field(f) {
+                let m = c.mean().unwrap_or(0.0);
+                acc += c.iter().map(|v| (v - m).powi(2)).sum::<f64>();
+                n += c.len() as f64;
+            }
+        }
+        (acc / n).sqrt()
+    }
+
+    /// Compares estimated dense fields `est[k] = [dy, dx]` (any gauge) with the truth after
+    /// fitting the unidentifiable gauge: a constant offset `G` (the reference's absolute
+    /// position: `est_k(p) ≈ truth_k(p + G) − G`) and, when `common`, the per-pixel mean error
+    /// over the frames (the mean distortion of the realised frames, which no registration can
+    /// see). Pixels within `border` of the edges are left out, and so is every pixel of frame
+    /// k where that frame has no data (its true sample position `p − d_k(p)` is less than 2 px
+    /// inside the frame): there the field is only the regulariser's extrapolation and the
+    /// frame does not enter the average.
+    pub fn dense_field_residual(
+        &self,
+        est: &[[Array2<f64>; 2]],
+        common: bool,
+        border: usize,
+    ) -> DenseResidual {
+        let n = est.len();
+        let (ny, nx) = est[0][0].dim();
+        let truth: Vec<[Array2<f64>; 2]> = (0..n).map(|k| self.true_field(k)).collect();
+        // where frame k has data: its true sample position lies ≥ 2 px inside the frame
+        let observed = |k: usize, y: usize, x: usize| -> bool {
+            let sy = y as f64 - truth[k][0][[y, x]];
+            let sx = x as f64 - truth[k][1][[y, x]];
+            sy >= 2.0 && sx >= 2.0 && sy <= ny as f64 - 3.0 && sx <= nx as f64 - 3.0
+        };
+        let inside = |y: usize, x: usize| -> bool {
+            y >= border && x >= border && y + border < ny && x + border < nx
+        };
+        let mut g = [0.0f64; 2];
+        for _ in 0..6 {
+            let (mut acc, mut cnt) = ([0.0; 2], 0.0f64);
+            for k in 0..n {
+                for y in 0..ny {
+                    for x in 0..nx {
+                        if !inside(y, x) || !observed(k, y, x) {
+                            continue;
+                        }
+                        let (yt, xt) = (y as f64 + g[0], x as f64 + g[1]);
+                        for c in 0..2 {
+                            acc[c] += bilinear(&truth[k][c], yt, xt) - est[k][c][[y, x]];
+                        }
+                        cnt += 1.0;
+                    }
+                }
+            }
+            g = [acc[0] / cnt.max(1.0), acc[1] / cnt.max(1.0)];
+        }
+        let mut e: Vec<[Array2<f64>; 2]> = (0..n)
+            .map(|k| {
+                let mk = |c: usize| {
+                    Array2::from_shape_fn((ny, nx), |(y, x)| {
+                        est[k][c][[y, x]]
+                            - (bilinear(&truth[k][c], y as f64 + g[0], x as f64 + g[1]) - g[c])
+                    })
+                };
+                [mk(0), mk(1)]
+            })
+            .collect();
+        let mut common_part = [Array2::zeros((ny, nx)), Array2::zeros((ny, nx))];
+        if common {
+            for y in 0..ny {
+                for x in 0..nx {
+                    let ks: Vec<usize> = (0..n).filter(|&k| observed(k, y, x)).collect();
+                    if ks.is_empty() {
+                        continue;
+                    }
+                    for c in 0..2 {
+                        let m = ks.iter().map(|&k| e[k][c][[y, x]]).sum::<f64>() / ks.len() as f64;
+                        common_part[c][[y, x]] = m;
+                        for ek in e.iter_mut() {
+                            ek[c][[y, x]] -= m;
+                        }
+                    }
+                }
+            }
+        }
+        let (mut acc, mut cnt) = (0.0, 0.0f64);
+        for (k, ek) in e.iter().enumerate() {
+            for y in 0..ny {
+                for x in 0..nx {
+                    if inside(y, x) && observed(k, y, x) {
+                        acc += ek[0][[y, x]].powi(2) + ek[1][[y, x]].powi(2);
+                        cnt += 2.0;
+                    }
+                }
+            }
+        }
+        DenseResidual {
+            rms_px: (acc / cnt.max(1.0)).sqrt(),
+            offset: g,
+            common: common_part,
+        }
+    }
+
+    /// The estimated dense fields moved into specimen coordinates with the gauge of `res`:
+    /// `est_k(p − G) + G − common(p − G)` (bilinear, clamped at the edges).
+    pub fn gauge_corrected_dense(
+        &self,
+        est: &[[Array2<f64>; 2]],
+        res: &DenseResidual,
+    ) -> Vec<[Array2<f64>; 2]> {
+        let g = res.offset;
+        est.iter()
+            .map(|f| {
+                let (ny, nx) = f[0].dim();
+                let mk = |c: usize| {
+                    Array2::from_shape_fn((ny, nx), |(y, x)| {
+                        let (qy, qx) = (y as f64 - g[0], x as f64 - g[1]);
+                        bilinear(&f[c], qy, qx) + g[c] - bilinear(&res.common[c], qy, qx)
+                    })
+                };
+                [mk(0), mk(1)]
             })
             .collect()
     }

@@ -154,8 +154,13 @@ fn average_beats_every_frame_and_uncertainties_match_scatter() {
     assert!(n_avg > 50);
     // precision on the average better than on the best single frame
     assert!(e_avg < worst_frame, "{e_avg} vs {worst_frame}");
-    // On the average the reported σ (Poisson model of the summed counts) understates the
-    // observed scatter (measured ≈ 2.6×: interpolation-correlated noise and residual
-    // registration error are not in the model). Recorded, not asserted; see the report.
-    eprintln!("average observed/reported = {:.2}", e_avg / sig_avg);
+    // On the average the reported σ (Poisson model of mean × N, scaled by √(N/c)) matches the
+    // observed scatter: measured 1.01 (session 2, fitting the summed counts mean × counts:
+    // 2.57, a count-step bias). Same band and reasoning as the single frames.
+    let ratio = e_avg / sig_avg;
+    eprintln!("average observed/reported = {ratio:.2}");
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "average: observed/reported = {ratio}"
+    );
 }
