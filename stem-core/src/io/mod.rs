@@ -6,10 +6,12 @@
 //!   calibrated axes, a [`SignalKind`](crate::hypercube::SignalKind), normalised
 //!   [`Metadata`] and the original tag tree ([`TagValue`]). Formats: Gatan DM3 / DM4, MRC2014
 //!   (with extended headers), TIFF (ImageJ calibration), NPY, Quantum Detectors Merlin MIB
-//!   (with or without `.hdr`), FEI TIA `.ser` (+ `.emi`). See [`Format`].
+//!   (with or without `.hdr`), FEI TIA `.ser` (+ `.emi`), EMD (Velox and Berkeley) and other
+//!   HDF5 files ([`emd`]). See [`Format`].
 //! * Large raw blocks (MIB frames, NPY, MRC, uncompressed DM data in array order) are
 //!   memory-mapped and read lazily through [`FrameSource`](crate::frame_source::FrameSource)
-//!   ([`SignalData::Lazy`]) once they reach [`OpenOptions::lazy_threshold_bytes`].
+//!   ([`SignalData::Lazy`]) once they reach [`OpenOptions::lazy_threshold_bytes`]; large HDF5
+//!   data sets are read frame by frame through hyperslabs ([`SignalData::Chunked`]).
 //! * [`read_bytes`] parses a file already in memory (always loads; used by the fuzz targets).
 //! * [`npy`]: read / write `.npy` arrays; [`png`]: 8-bit PNG export; [`tiff`]: calibrated
 //!   TIFF writer (ImageJ convention).
@@ -58,6 +60,7 @@
 mod common;
 mod dataset;
 pub mod dm;
+pub mod emd;
 pub mod mib;
 pub mod mrc;
 pub mod npy;
@@ -66,7 +69,9 @@ pub mod ser;
 pub mod tiff;
 
 pub use common::OpenOptions;
-pub use dataset::{Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue};
+pub use dataset::{
+    ChunkedSource, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue,
+};
 
 use crate::error::{Error, Result};
 use memmap2::Mmap;
@@ -94,6 +99,17 @@ pub fn detect(head: &[u8], path: &Path) -> Option<Format> {
     if mrc::sniff(head) {
         return Some(Format::Mrc);
     }
+    let ext_is = |e: &str| {
+        path.extension()
+            .is_some_and(|x| x.to_string_lossy().eq_ignore_ascii_case(e))
+    };
+    if emd::sniff(head) {
+        return Some(if ext_is("emd") {
+            Format::Emd
+        } else {
+            Format::Hdf5
+        });
+    }
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
@@ -106,6 +122,8 @@ pub fn detect(head: &[u8], path: &Path) -> Option<Format> {
         "mib" => Some(Format::Mib),
         "tif" | "tiff" => Some(Format::Tiff),
         "ser" => Some(Format::Ser),
+        "emd" => Some(Format::Emd),
+        "h5" | "hdf5" | "hspy" => Some(Format::Hdf5),
         _ => None,
     }
 }
@@ -212,6 +230,7 @@ fn read_format(
         Format::Mrc => mrc::read(bytes, path, options, err_path),
         Format::Mib => mib::read(bytes, path, None, options, err_path),
         Format::Ser => ser::read(bytes, None, "", err_path),
+        Format::Emd | Format::Hdf5 => emd::read(bytes, path, options, err_path),
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported {
             what: format!("reading {} files", other.name()),
