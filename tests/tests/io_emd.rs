@@ -87,8 +87,8 @@ fn velox_stem_image_with_metadata() {
     assert_eq!(s.title, "HAADF");
     assert_eq!(sum_first(&ds, 0), (2431912854.0, 9240.0));
     // RosettaSciIO: 0.0053024148379916015 µm, offset -1.35741819852585 µm.
-    check_axis(&ds, 0, 0, 5.3024148379916015, -1357.41819852585, "nm");
-    check_axis(&ds, 0, 1, 5.3024148379916015, -1357.41819852585, "nm");
+    check_axis(&ds, 0, 0, 5.302_414_837_991_601, -1357.41819852585, "nm");
+    check_axis(&ds, 0, 1, 5.302_414_837_991_601, -1357.41819852585, "nm");
     let m = &s.metadata;
     assert_eq!(m.beam_energy_kev, Some(200.0));
     assert_eq!(m.magnification, Some(40000.0));
