@@ -386,3 +386,67 @@ fn corrupted_emd_files_never_panic() {
         }
     }
 }
+
+/// pixstem's `fpd_file_test.hdf5`: real Merlin frames in a generic HDF5 file (big-endian u16,
+/// gzip, (1, 1, 1, 64, 64) chunks). h5py: `fpd_expt/fpd_data/data` (2, 2, 1, 256, 256),
+/// sum 3288875, first value 5.
+#[test]
+fn generic_hdf5_fpd_frames_and_hspy_axes() {
+    let Some(emd) = data_dir() else { return };
+    let root = emd.join("../../../..");
+    let ds = open(root.join("pixstem/tests/test_data/fpd_file_test.hdf5")).unwrap();
+    // fpd files mark their data groups with `emd_group_type = 1`: Berkeley EMD.
+    assert_eq!(ds.format, Format::Emd);
+    let i = ds
+        .signals
+        .iter()
+        .position(|s| s.title == "fpd_data")
+        .expect("fpd_data signal");
+    assert_eq!(ds.signals[i].shape(), vec![2, 2, 1, 256, 256]);
+    assert_eq!(ds.signals[i].nav_dims, 3);
+    assert_eq!(sum_first(&ds, i), (3288875.0, 5.0));
+
+    // HyperSpy 3.1 file: axis-i groups calibrate the array axes (h5py attributes).
+    let ds = open(root.join("hyperspy/tests/io/hdf5_files/example2_v3.1.hspy")).unwrap();
+    let i = ds
+        .signals
+        .iter()
+        .position(|s| s.title == "test_diffraction_pattern")
+        .expect("signal");
+    let s = &ds.signals[i];
+    assert_eq!(s.shape(), vec![16, 16]);
+    assert_eq!(s.kind(), SignalKind::Image);
+    assert_eq!(sum_first(&ds, i), (250910.0, 834.0));
+    assert_eq!(s.axes[0].name, "y");
+    assert!(close(s.axes[0].scale, 0.17443285882472992, 1e-12));
+    assert!(close(s.axes[0].offset, 131.87124127149582, 1e-12));
+}
+
+/// Every HDF5 file of the test data (HyperSpy `.hspy`/`.hdf5`, pixstem) opens or gives an
+/// error; none panics.
+#[test]
+fn all_hdf5_test_files_open_or_error() {
+    let Some(emd) = data_dir() else { return };
+    let root = emd.join("../../../..");
+    let mut n = 0;
+    for dir in ["hyperspy/tests/io/hdf5_files", "pixstem/tests/test_data"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "hdf5" || x == "hspy") {
+                n += 1;
+                if let Err(err) = open(&p) {
+                    assert!(
+                        matches!(
+                            err,
+                            stem_core::Error::Unsupported { .. }
+                                | stem_core::Error::InvalidFile { .. }
+                        ),
+                        "{}: {err}",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(n >= 15, "{n} files");
+}
