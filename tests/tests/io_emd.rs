@@ -450,3 +450,33 @@ fn all_hdf5_test_files_open_or_error() {
     }
     assert!(n >= 15, "{n} files");
 }
+
+/// A lazily read EMD 4D-STEM cube streamed into a Zarr v3 array (frame chunks, never the whole
+/// cube) reads back identical, with its calibration.
+#[test]
+fn emd_to_zarr_round_trip() {
+    let Some(dir) = data_dir() else { return };
+    let lazy = OpenOptions {
+        lazy_threshold_bytes: 0,
+    };
+    let ds = open_with(dir.join("Si100_4D.emd"), &lazy).unwrap();
+    let s = &ds.signals[0];
+    let out = std::env::temp_dir().join(format!("stem_io_emd_zarr_{}", std::process::id()));
+    let cfg = stem_core::io::zarr::ZarrWriteConfig {
+        frames_per_chunk: 4,
+        overwrite: true,
+    };
+    let report =
+        stem_core::io::zarr::write_zarr(&*s.frame_source(), &out, &cfg, &stem_core::NoProgress)
+            .unwrap();
+    assert_eq!(report.chunk_shape, vec![1, 4, 8, 8]);
+    let back = open(&out).unwrap();
+    let b = back.first().unwrap();
+    assert_eq!(b.axes, s.axes);
+    assert_eq!(b.nav_dims, 2);
+    assert_eq!(
+        b.to_hypercube().unwrap().data(),
+        s.to_hypercube().unwrap().data()
+    );
+    std::fs::remove_dir_all(&out).ok();
+}

@@ -31,6 +31,8 @@ pub enum Format {
     Emd,
     /// Any other HDF5 file (`.h5`, `.hdf5`, HyperSpy `.hspy`): its numeric arrays.
     Hdf5,
+    /// A Zarr v3 array (a directory with `zarr.json`; see [`zarr`](super::zarr)).
+    Zarr,
 }
 
 impl Format {
@@ -46,6 +48,7 @@ impl Format {
             Format::Ser => "ser",
             Format::Emd => "emd",
             Format::Hdf5 => "hdf5",
+            Format::Zarr => "zarr",
         }
     }
 }
@@ -193,7 +196,7 @@ pub enum SignalData {
     Loaded(Hypercube<f32>),
     /// Memory-mapped in the file; frames are read on demand through [`FrameSource`].
     Lazy(RawFileSource),
-    /// Left in a chunked or compressed container (HDF5); frames are decoded on demand through
+    /// Left in a chunked or compressed container (HDF5, Zarr); frames are decoded on demand through
     /// [`FrameSource`].
     Chunked(ChunkedSource),
 }
