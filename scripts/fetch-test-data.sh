@@ -3,7 +3,8 @@
 # (scripts/test-data.sha256) and extracts the test files into a cache directory:
 #   $STEM_TEST_DATA, default <repo>/target/test-data
 # Layout of the cache: hyperspy/tests/io/..., atomap/tests/datasets/...,
-# pixstem/tests/test_data/..., mrcfile-1.5.4/tests/test_data/...
+# pixstem/tests/test_data/..., mrcfile-1.5.4/tests/test_data/...,
+# hyperspy/tests/io/emd_files/fei_emd_files/ (the Velox EMD zip of the wheel, unpacked)
 # The files are GPL/BSD test fixtures of those projects: they are never committed here.
 # Needs python3 with pip (only `pip download`, nothing is installed). Idempotent.
 set -euo pipefail
@@ -13,7 +14,8 @@ sums="$root/scripts/test-data.sha256"
 mkdir -p "$dest/.downloads"
 dl="$dest/.downloads"
 
-if [ -f "$dest/.complete" ] && cmp -s "$dest/.complete" "$sums"; then
+fei="$dest/hyperspy/tests/io/emd_files/fei_emd_files"
+if [ -f "$dest/.complete" ] && cmp -s "$dest/.complete" "$sums" && [ -d "$fei" ]; then
   echo "test data already in $dest"
   exit 0
 fi
@@ -46,6 +48,10 @@ unzip("pixstem-0.4.0-py3-none-any.whl", ["pixstem/tests/test_data/"])
 with tarfile.open(os.path.join(dl, "mrcfile-1.5.4.tar.gz")) as t:
     members = [m for m in t.getmembers() if m.isfile() and m.name.startswith("mrcfile-1.5.4/tests/test_data/")]
     t.extractall(dest, members=members, filter="data")
+# The Velox (FEI) EMD examples are zipped inside the wheel: unpack them beside the zip.
+emd = os.path.join(dest, "hyperspy/tests/io/emd_files")
+with zipfile.ZipFile(os.path.join(emd, "fei_emd_files.zip")) as z:
+    z.extractall(os.path.join(emd, "fei_emd_files"))
 PY
 cp "$sums" "$dest/.complete"
 echo "test data extracted into $dest"

@@ -4,12 +4,13 @@
 use crate::CliError;
 use clap::Args;
 use std::path::PathBuf;
-use stem_core::io::{Dataset, Signal, open};
+use stem_core::io::{Dataset, Signal, SignalData, open};
 
 /// Arguments of `stem info`.
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// The file to describe (DM3/DM4, MRC, TIFF, NPY, MIB, TIA .ser).
+    /// The file to describe (DM3/DM4, MRC, TIFF, NPY, MIB, TIA .ser, EMD / HDF5, or a Zarr v3
+    /// array directory).
     pub file: PathBuf,
     /// Also print the original tag tree as JSON.
     #[arg(long)]
@@ -26,7 +27,11 @@ pub fn describe_signal(index: usize, s: &Signal) -> String {
         s.nav_dims,
         s.axes.len() - s.nav_dims,
         s.original_dtype,
-        if s.is_lazy() { ", memory-mapped" } else { "" }
+        match s.data {
+            SignalData::Lazy(_) => ", memory-mapped",
+            SignalData::Chunked(_) => ", read on demand from chunks",
+            _ => "",
+        }
     );
     for (i, a) in s.axes.iter().enumerate() {
         let role = if i < s.nav_dims { "nav" } else { "sig" };
@@ -81,6 +86,12 @@ pub fn describe(path: &std::path::Path, ds: &Dataset) -> String {
         out += &describe_signal(i, s);
         out.push('\n');
     }
+    // Data sets the reader recognised but does not decode (EMD spectrum streams, complex data).
+    if let Some(skipped) = ds.tags.get("skipped") {
+        for (name, why) in skipped.entries() {
+            out += &format!("    skipped {name}: {}\n", why.as_str().unwrap_or(""));
+        }
+    }
     out
 }
 
@@ -119,5 +130,39 @@ mod tests {
         assert!(text.contains("shape [3, 4]"), "{text}");
         assert!(text.contains("scale 0.500000"), "{text}");
         assert!(text.contains(" nm"), "{text}");
+    }
+
+    #[test]
+    fn describes_a_chunked_array_and_skipped_data_sets() {
+        use stem_core::frame_source::InMemorySource;
+        use stem_core::io::TagValue;
+        use stem_core::io::zarr::{ZarrWriteConfig, write_zarr};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cube.zarr");
+        let data = ndarray::ArrayD::from_elem(ndarray::IxDyn(&[2, 3, 4, 4]), 1.0f32);
+        let cube = stem_core::Hypercube::new(data, 2).unwrap();
+        write_zarr(
+            &InMemorySource::new(cube.view()),
+            &path,
+            &ZarrWriteConfig::default(),
+            &stem_core::NoProgress,
+        )
+        .unwrap();
+        let mut ds = open(&path).unwrap();
+        ds.tags = TagValue::Group(vec![(
+            "skipped".into(),
+            TagValue::Group(vec![(
+                "Data/SpectrumStream/x".into(),
+                TagValue::Text("EDS spectrum stream".into()),
+            )]),
+        )]);
+        let text = describe(&path, &ds);
+        assert!(text.contains("zarr file, 1 data set(s)"), "{text}");
+        assert!(text.contains("FourDStem"), "{text}");
+        assert!(text.contains("read on demand from chunks"), "{text}");
+        assert!(
+            text.contains("skipped Data/SpectrumStream/x: EDS spectrum stream"),
+            "{text}"
+        );
     }
 }

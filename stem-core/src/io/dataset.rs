@@ -26,6 +26,13 @@ pub enum Format {
     Mib,
     /// FEI / Thermo Fisher TIA series `.ser` (metadata from the sibling `.emi` when present).
     Ser,
+    /// Electron Microscopy Dataset `.emd` in HDF5: Thermo Fisher Velox or Berkeley EMD v0.2
+    /// (see [`emd`](super::emd)).
+    Emd,
+    /// Any other HDF5 file (`.h5`, `.hdf5`, HyperSpy `.hspy`): its numeric arrays.
+    Hdf5,
+    /// A Zarr v3 array (a directory with `zarr.json`; see [`zarr`](super::zarr)).
+    Zarr,
 }
 
 impl Format {
@@ -39,6 +46,9 @@ impl Format {
             Format::Npy => "npy",
             Format::Mib => "mib",
             Format::Ser => "ser",
+            Format::Emd => "emd",
+            Format::Hdf5 => "hdf5",
+            Format::Zarr => "zarr",
         }
     }
 }
@@ -186,6 +196,44 @@ pub enum SignalData {
     Loaded(Hypercube<f32>),
     /// Memory-mapped in the file; frames are read on demand through [`FrameSource`].
     Lazy(RawFileSource),
+    /// Left in a chunked or compressed container (HDF5, Zarr); frames are decoded on demand through
+    /// [`FrameSource`].
+    Chunked(ChunkedSource),
+}
+
+/// Frames decoded on demand from a chunked or compressed container (an HDF5 data set read by
+/// hyperslabs). Reads take `&self` and may run from several threads.
+pub struct ChunkedSource(Box<dyn FrameSource>);
+
+impl ChunkedSource {
+    /// Wraps a frame source.
+    pub fn new(source: Box<dyn FrameSource>) -> Self {
+        ChunkedSource(source)
+    }
+}
+
+impl std::fmt::Debug for ChunkedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkedSource")
+            .field("nav_shape", &self.0.nav_shape())
+            .field("sig_shape", &self.0.sig_shape())
+            .finish()
+    }
+}
+
+impl FrameSource for ChunkedSource {
+    fn nav_shape(&self) -> &[usize] {
+        self.0.nav_shape()
+    }
+    fn sig_shape(&self) -> &[usize] {
+        self.0.sig_shape()
+    }
+    fn read_frames(&self, start: usize, out: &mut [f32]) -> Result<()> {
+        self.0.read_frames(start, out)
+    }
+    fn axes(&self) -> Option<&[Axis]> {
+        self.0.axes()
+    }
 }
 
 /// One calibrated data set of a file (a file may hold several, e.g. a DM file with an image
@@ -229,9 +277,9 @@ impl Signal {
         }
     }
 
-    /// Whether the pixels are memory-mapped rather than loaded.
+    /// Whether the pixels are left in the file (memory-mapped or chunked) rather than loaded.
     pub fn is_lazy(&self) -> bool {
-        matches!(self.data, SignalData::Lazy(_))
+        matches!(self.data, SignalData::Lazy(_) | SignalData::Chunked(_))
     }
 
     /// The pixels as a [`FrameSource`] (frames = signal-shaped blocks over the navigation
@@ -240,6 +288,7 @@ impl Signal {
         match &self.data {
             SignalData::Loaded(cube) => Box::new(InMemorySource::new(cube.view())),
             SignalData::Lazy(source) => Box::new(source_ref(source)),
+            SignalData::Chunked(source) => Box::new(source_ref(source)),
         }
     }
 
@@ -251,7 +300,8 @@ impl Signal {
     pub fn to_hypercube(&self) -> Result<Hypercube<f32>> {
         match &self.data {
             SignalData::Loaded(cube) => Ok(cube.clone()),
-            SignalData::Lazy(source) => {
+            SignalData::Lazy(_) | SignalData::Chunked(_) => {
+                let source = self.frame_source();
                 let shape = self.shape();
                 let n = shape
                     .iter()
@@ -279,15 +329,15 @@ impl Signal {
     pub fn into_hypercube(self) -> Result<Hypercube<f32>> {
         match self.data {
             SignalData::Loaded(cube) => Ok(cube),
-            SignalData::Lazy(_) => self.to_hypercube(),
+            SignalData::Lazy(_) | SignalData::Chunked(_) => self.to_hypercube(),
         }
     }
 }
 
-/// A borrowed [`RawFileSource`] as a boxed [`FrameSource`].
-fn source_ref(source: &RawFileSource) -> impl FrameSource + '_ {
-    struct Ref<'a>(&'a RawFileSource);
-    impl FrameSource for Ref<'_> {
+/// A borrowed [`FrameSource`] as a boxed one.
+fn source_ref<S: FrameSource>(source: &S) -> impl FrameSource + '_ {
+    struct Ref<'a, S>(&'a S);
+    impl<S: FrameSource> FrameSource for Ref<'_, S> {
         fn nav_shape(&self) -> &[usize] {
             self.0.nav_shape()
         }

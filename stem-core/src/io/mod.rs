@@ -6,11 +6,15 @@
 //!   calibrated axes, a [`SignalKind`](crate::hypercube::SignalKind), normalised
 //!   [`Metadata`] and the original tag tree ([`TagValue`]). Formats: Gatan DM3 / DM4, MRC2014
 //!   (with extended headers), TIFF (ImageJ calibration), NPY, Quantum Detectors Merlin MIB
-//!   (with or without `.hdr`), FEI TIA `.ser` (+ `.emi`). See [`Format`].
+//!   (with or without `.hdr`), FEI TIA `.ser` (+ `.emi`), EMD (Velox and Berkeley) and other
+//!   HDF5 files ([`emd`]), Zarr v3 arrays (a directory; [`zarr`]). See [`Format`].
 //! * Large raw blocks (MIB frames, NPY, MRC, uncompressed DM data in array order) are
 //!   memory-mapped and read lazily through [`FrameSource`](crate::frame_source::FrameSource)
-//!   ([`SignalData::Lazy`]) once they reach [`OpenOptions::lazy_threshold_bytes`].
+//!   ([`SignalData::Lazy`]) once they reach [`OpenOptions::lazy_threshold_bytes`]; large HDF5
+//!   data sets are read frame by frame through hyperslabs ([`SignalData::Chunked`]).
 //! * [`read_bytes`] parses a file already in memory (always loads; used by the fuzz targets).
+//! * [`zarr::write_zarr`]: a chunked Zarr v3 array written frame chunk by frame chunk from any
+//!   [`FrameSource`](crate::frame_source::FrameSource), for results too large for memory.
 //! * [`npy`]: read / write `.npy` arrays; [`png`]: 8-bit PNG export; [`tiff`]: calibrated
 //!   TIFF writer (ImageJ convention).
 //!
@@ -58,15 +62,19 @@
 mod common;
 mod dataset;
 pub mod dm;
+pub mod emd;
 pub mod mib;
 pub mod mrc;
 pub mod npy;
 pub mod png;
 pub mod ser;
 pub mod tiff;
+pub mod zarr;
 
 pub use common::OpenOptions;
-pub use dataset::{Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue};
+pub use dataset::{
+    ChunkedSource, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue,
+};
 
 use crate::error::{Error, Result};
 use memmap2::Mmap;
@@ -94,6 +102,17 @@ pub fn detect(head: &[u8], path: &Path) -> Option<Format> {
     if mrc::sniff(head) {
         return Some(Format::Mrc);
     }
+    let ext_is = |e: &str| {
+        path.extension()
+            .is_some_and(|x| x.to_string_lossy().eq_ignore_ascii_case(e))
+    };
+    if emd::sniff(head) {
+        return Some(if ext_is("emd") {
+            Format::Emd
+        } else {
+            Format::Hdf5
+        });
+    }
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
@@ -106,6 +125,8 @@ pub fn detect(head: &[u8], path: &Path) -> Option<Format> {
         "mib" => Some(Format::Mib),
         "tif" | "tiff" => Some(Format::Tiff),
         "ser" => Some(Format::Ser),
+        "emd" => Some(Format::Emd),
+        "h5" | "hdf5" | "hspy" => Some(Format::Hdf5),
         _ => None,
     }
 }
@@ -134,6 +155,9 @@ pub fn open(path: impl AsRef<Path>) -> Result<Dataset> {
 /// * [`Error::InvalidFile`] for a truncated or corrupted file.
 pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Dataset> {
     let path = path.as_ref();
+    if let Some(dir) = zarr::array_dir(path) {
+        return zarr::read(&dir);
+    }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 {
@@ -212,6 +236,10 @@ fn read_format(
         Format::Mrc => mrc::read(bytes, path, options, err_path),
         Format::Mib => mib::read(bytes, path, None, options, err_path),
         Format::Ser => ser::read(bytes, None, "", err_path),
+        Format::Emd | Format::Hdf5 => emd::read(bytes, path, options, err_path),
+        Format::Zarr => Err(Error::Unsupported {
+            what: "Zarr arrays from bytes (open the array directory)".into(),
+        }),
         #[allow(unreachable_patterns)]
         other => Err(Error::Unsupported {
             what: format!("reading {} files", other.name()),

@@ -71,7 +71,7 @@ fn non_finite_pixels_are_zero_and_ignored() {
     let all_nan = Array2::from_elem((2, 2), f32::NAN);
     assert_eq!(
         stretch_to_u8(all_nan.view(), &PngOptions::default()).unwrap(),
-        Array2::zeros((2, 2))
+        Array2::<u8>::zeros((2, 2))
     );
 }
 
@@ -97,7 +97,7 @@ fn constant_and_collapsed_windows() {
     let flat = Array2::from_elem((3, 4), 7.0f32);
     assert_eq!(
         stretch_to_u8(flat.view(), &PngOptions::default()).unwrap(),
-        Array2::zeros((3, 4))
+        Array2::<u8>::zeros((3, 4))
     );
     // Mostly zero with one spike: the 0-99.5 window of 1000 values is [0, 0]; the spike is white.
     let mut sparse = Array2::zeros((10, 100));
@@ -142,7 +142,7 @@ fn invalid_options_and_empty_images_are_errors() {
     ));
     let bad = dir.path().join("missing_dir").join("x.png");
     assert!(
-        matches!(save_gray_png(&bad, &Array2::zeros((2, 2))), Err(Error::Io { path, .. }) if path == bad)
+        matches!(save_gray_png(&bad, &Array2::<u8>::zeros((2, 2))), Err(Error::Io { path, .. }) if path == bad)
     );
 }
 
