@@ -54,7 +54,12 @@ pub fn to_bytes(
     let info: Option<HashMap<String, String>> = if metadata.is_empty() {
         None
     } else {
-        Some(metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Some(
+            metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     };
     safetensors::serialize(views, info).map_err(bad)
 }
