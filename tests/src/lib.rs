@@ -3,4 +3,5 @@
 //! Cross-crate scenarios with synthetic ground truth live in `tests/tests/*.rs`; this library
 //! holds the small helpers they share.
 
+pub mod denoise;
 pub mod series;
