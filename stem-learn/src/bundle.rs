@@ -217,7 +217,26 @@ impl Bundle {
         })?;
         Self::from_bytes(&b, &path.display().to_string())
     }
+
+    /// The atom-finder bundle shipped in the crate (`models/atom-finder-srtio3-0.1.0.safetensors`,
+    /// embedded in the binary): a U-Net (8 base filters, depth 3) trained on the SrTiO3 [001]
+    /// recipe of stem-sim (fast incoherent model, 0.12–0.2 Å/px, 20–500 counts/px). Outside that
+    /// domain (other crystals, zones or pixel sizes) its answers are not validated; see
+    /// `models/README.md` for its scores and the command that regenerates it.
+    ///
+    /// ```
+    /// let b = stem_learn::bundle::Bundle::shipped_atom_finder().unwrap();
+    /// assert_eq!(b.card.task, "atom-finding");
+    /// ```
+    pub fn shipped_atom_finder() -> Result<Self> {
+        Self::from_bytes(SHIPPED_ATOM_FINDER, SHIPPED_ATOM_FINDER_NAME)
+    }
 }
+
+/// File name of the shipped atom-finder bundle (see [`Bundle::shipped_atom_finder`]).
+pub const SHIPPED_ATOM_FINDER_NAME: &str = "atom-finder-srtio3-0.1.0.safetensors";
+
+const SHIPPED_ATOM_FINDER: &[u8] = include_bytes!("../models/atom-finder-srtio3-0.1.0.safetensors");
 
 /// A directory of bundles: `<root>/<name>/<version>/model.safetensors`.
 #[derive(Clone, Debug)]
