@@ -457,6 +457,26 @@ pub(crate) fn periodic_disk_mask(
     m
 }
 
+/// Checks the slicing of a multislice generator: slice thickness 0.1 ..= 20 Å and a finite
+/// potential sampling > 0 Å (errors name the field).
+pub(crate) fn check_slicing(slice_thickness_a: f64, potential_sampling_a: f64) -> Result<()> {
+    let dz = slice_thickness_a;
+    if !(dz.is_finite() && (0.1..=20.0).contains(&dz)) {
+        return Err(Error::invalid(
+            "slice_thickness_a",
+            format!("must be 0.1 ..= 20 Å, got {dz}"),
+        ));
+    }
+    let s = potential_sampling_a;
+    if !(s.is_finite() && s > 0.0) {
+        return Err(Error::invalid(
+            "potential_sampling_a",
+            format!("must be finite and > 0 Å, got {s}"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! 4D-STEM cubes across a chemical interface, with their clean version (`cube_4d` kind).
 
-use super::crystal::{CrystalSpec, ProbeSpec};
+use super::crystal::{CrystalSpec, ProbeSpec, check_slicing};
 use crate::degrade::{Labels, Mask, Payload, Sample};
 use crate::detector::{Detector, MaxAngle};
 use crate::elements::atomic_number;
@@ -144,20 +144,8 @@ impl Cube4dGenerator {
                 format!("must be > 0 Å with <= 1024 positions per side, got {st}"),
             ));
         }
-        let dz = self.slice_thickness_a;
-        if !(dz.is_finite() && (0.1..=20.0).contains(&dz)) {
-            return Err(Error::invalid(
-                "slice_thickness_a",
-                format!("must be 0.1 ..= 20 Å, got {dz}"),
-            ));
-        }
+        check_slicing(self.slice_thickness_a, self.potential_sampling_a)?;
         let s = self.potential_sampling_a;
-        if !(s.is_finite() && s > 0.0) {
-            return Err(Error::invalid(
-                "potential_sampling_a",
-                format!("must be finite and > 0 Å, got {s}"),
-            ));
-        }
         let gpts = self.crystal.potential_gpts(s)?;
         if gpts.iter().any(|&n| n > 4096) {
             return Err(Error::invalid(

@@ -1,6 +1,6 @@
 //! PACBED thickness series at drawn beam tilts (`pacbed` generator kind).
 
-use super::crystal::{CrystalSpec, ProbeSpec};
+use super::crystal::{CrystalSpec, ProbeSpec, check_slicing};
 use crate::degrade::{Labels, Param, Payload, Sample};
 use crate::detector::{Detector, MaxAngle};
 use crate::error::{Error, Result};
@@ -126,20 +126,7 @@ impl PacbedGenerator {
                 format!("must be 1 ..= 64, got {}", self.positions_per_cell),
             ));
         }
-        let dz = self.slice_thickness_a;
-        if !(dz.is_finite() && (0.1..=20.0).contains(&dz)) {
-            return Err(Error::invalid(
-                "slice_thickness_a",
-                format!("must be 0.1 ..= 20 Å, got {dz}"),
-            ));
-        }
-        let s = self.potential_sampling_a;
-        if !(s.is_finite() && s > 0.0) {
-            return Err(Error::invalid(
-                "potential_sampling_a",
-                format!("must be finite and > 0 Å, got {s}"),
-            ));
-        }
+        check_slicing(self.slice_thickness_a, self.potential_sampling_a)?;
         let grid = self.grid()?;
         if grid.gpts().iter().any(|&n| n > 4096) {
             return Err(Error::invalid(
