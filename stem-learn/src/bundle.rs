@@ -219,7 +219,7 @@ impl Bundle {
     }
 
     /// The atom-finder bundle shipped in the crate (`models/atom-finder-srtio3-0.1.0.safetensors`,
-    /// embedded in the binary): a U-Net (8 base filters, depth 3) trained on the SrTiO3 [001]
+    /// embedded in the binary): a U-Net (8 base filters, depth 3) trained on the SrTiO3 \[001\]
     /// recipe of stem-sim (fast incoherent model, 0.12–0.2 Å/px, 20–500 counts/px). Outside that
     /// domain (other crystals, zones or pixel sizes) its answers are not validated; see
     /// `models/README.md` for its scores and the command that regenerates it.

@@ -1,5 +1,5 @@
 //! The ground-truth case shared by the denoising scenarios (`tests/tests/denoise_*.rs`): a
-//! two-species SrTiO3 [001] lattice with known columns at a chosen dose, column re-finding
+//! two-species SrTiO3 \[001\] lattice with known columns at a chosen dose, column re-finding
 //! (stem-core local maxima + centre-of-mass refinement, scored with `points::evaluate`) and
 //! PSNR / SSIM against the clean image.
 
@@ -21,7 +21,7 @@ pub struct Case {
     pub truth: Vec<[f64; 2]>,
 }
 
-/// The 256² SrTiO3 [001] lattice (rotated 4°) at a mean of `dose` counts/px.
+/// The 256² SrTiO3 \[001\] lattice (rotated 4°) at a mean of `dose` counts/px.
 pub fn case(dose: f64) -> Case {
     let cfg = LatticeImageConfig {
         shape: [256, 256],
