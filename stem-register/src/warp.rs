@@ -254,6 +254,34 @@ pub struct Average {
     pub counts: Array2<u32>,
 }
 
+/// Checks a series and its per-frame fields before warping: one field per frame (`n` of
+/// them, `n ≥ 1`), all of the same shape and each valid, and finite frames. Returns the fields'
+/// shape.
+pub(crate) fn check_series_fields(
+    frames: ArrayView3<'_, f32>,
+    fields: &[DisplacementField],
+) -> Result<[usize; 2]> {
+    let n = frames.len_of(Axis(0));
+    if fields.len() != n {
+        return Err(Error::ShapeMismatch {
+            expected: vec![n],
+            found: vec![fields.len()],
+        });
+    }
+    let shape = fields[0].shape();
+    for f in fields {
+        if f.shape() != shape {
+            return Err(Error::ShapeMismatch {
+                expected: shape.to_vec(),
+                found: f.shape().to_vec(),
+            });
+        }
+        f.validate()?;
+    }
+    check_finite("frames", frames.iter())?;
+    Ok(shape)
+}
+
 /// Warps every frame `frames[k]` with `fields[k]` and averages: per-pixel mean, median and the
 /// number of frames with data.
 ///
@@ -273,23 +301,7 @@ pub fn average_series(
     if n == 0 {
         return Err(Error::TooFewFrames { min: 1, found: 0 });
     }
-    if fields.len() != n {
-        return Err(Error::ShapeMismatch {
-            expected: vec![n],
-            found: vec![fields.len()],
-        });
-    }
-    let shape = fields[0].shape();
-    for f in fields {
-        if f.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                expected: shape.to_vec(),
-                found: f.shape().to_vec(),
-            });
-        }
-        f.validate()?;
-    }
-    check_finite("frames", frames.iter())?;
+    let shape = check_series_fields(frames, fields)?;
     progress.start("average", n as u64);
     config.parallelism.install(|| -> Result<Average> {
         let warped: Vec<Warped> = (0..n)

@@ -54,8 +54,8 @@
 //! any replicate are dropped (an unstable fit has no trustworthy σ).
 
 use super::{AtomConfig, AtomPositions, Column, assemble, find_columns, summarize};
-use crate::error::{Error, Result, check_cancel, check_finite};
-use crate::warp::{DisplacementField, Interpolation, warp_unchecked};
+use crate::error::{Error, Result, check_cancel};
+use crate::warp::{DisplacementField, Interpolation, check_series_fields, warp_unchecked};
 use ndarray::{Array2, ArrayView3, Axis, Zip};
 use stem_core::peaks::{GaussianFitConfig, NoiseModel, refine_gaussian_with_progress};
 use stem_core::{ImageView, NoProgress, Progress};
@@ -124,23 +124,7 @@ pub fn atom_positions_jackknife(
     if n < 2 {
         return Err(Error::TooFewFrames { min: 2, found: n });
     }
-    if fields.len() != n {
-        return Err(Error::ShapeMismatch {
-            expected: vec![n],
-            found: vec![fields.len()],
-        });
-    }
-    let shape = fields[0].shape();
-    for f in fields {
-        if f.shape() != shape {
-            return Err(Error::ShapeMismatch {
-                expected: shape.to_vec(),
-                found: f.shape().to_vec(),
-            });
-        }
-        f.validate()?;
-    }
-    check_finite("frames", frames.iter())?;
+    let shape = check_series_fields(frames, fields)?;
     progress.start("jackknife", n as u64);
     // pass 1: the summed counts S and the frame counts c
     let mut sum = Array2::<f64>::zeros(shape);
