@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use stem_core::io::npy;
-use stem_register::atoms::{AtomConfig, atom_positions_on_average};
+use stem_register::atoms::{AtomConfig, SeriesAtomPositions, atom_positions_jackknife};
 use stem_register::nonrigid::NonRigidConfig;
 use stem_register::scanline::ScanLineConfig;
 use stem_register::series::{NonRigidModel, SeriesConfig, register_series};
@@ -22,6 +22,13 @@ pub struct RegisterArgs {
     pub series: PathBuf,
     /// Output directory (created): mean.npy, median.npy, counts.npy, shifts.csv,
     /// fields.npy `[frame, 2, y, x]` (dy, dx in px), columns.csv, bonds.csv.
+    ///
+    /// columns.csv: `y_px,x_px` (column position on the average), `sigma_jk_y_px,sigma_jk_x_px`
+    /// (delete-one jackknife σ over the frames: consistent with the observed scatter, relative
+    /// to the column ensemble), `sigma_model_y_px,sigma_model_x_px` (the Poisson-model σ of the
+    /// fit, which understates the scatter of an average ~2–3×; for comparison only),
+    /// `amplitude,lattice_i,lattice_j`. bonds.csv: `sigma_jk_px` is the jackknife σ of the
+    /// bond length.
     pub out: PathBuf,
     /// Rigid registration only (the same as `--model rigid`).
     #[arg(long)]
@@ -108,8 +115,12 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
     let atoms = if args.no_atoms {
         None
     } else {
-        Some(atom_positions_on_average(
-            &reg.average,
+        // jackknife σ over the frames (the Poisson-model σ of a fit to the average understates
+        // the observed scatter: tests/tests/register_atoms_sigma.rs)
+        Some(atom_positions_jackknife(
+            frames.view(),
+            &reg.fields,
+            config.average.interpolation,
             &AtomConfig::default(),
             &bar,
         )?)
@@ -135,20 +146,10 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
         text.push_str(&format!("{k},{:.4},{:.4},{:.4}\n", s[0], s[1], p));
     }
     write_text(&args.out.join("shifts.csv"), &text)?;
-    if let Some(a) = &atoms {
-        let mut text =
-            String::from("y_px,x_px,sigma_y_px,sigma_x_px,amplitude,lattice_i,lattice_j\n");
-        for c in &a.columns {
-            let (i, j) = c.lattice_index.map_or((String::new(), String::new()), |v| {
-                (v[0].to_string(), v[1].to_string())
-            });
-            text.push_str(&format!(
-                "{:.4},{:.4},{:.4},{:.4},{:.3},{i},{j}\n",
-                c.position[0], c.position[1], c.sigma[0], c.sigma[1], c.amplitude
-            ));
-        }
-        write_text(&args.out.join("columns.csv"), &text)?;
-        let mut text = String::from("from,to,direction,length_px,sigma_px,change_px\n");
+    if let Some(jk) = &atoms {
+        write_text(&args.out.join("columns.csv"), &columns_csv(jk))?;
+        let a = &jk.positions;
+        let mut text = String::from("from,to,direction,length_px,sigma_jk_px,change_px\n");
         for b in &a.bonds {
             text.push_str(&format!(
                 "{},{},{},{:.4},{:.4},{:.4}\n",
@@ -163,8 +164,16 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
         t0.elapsed().as_secs_f64(),
         args.out.display()
     );
-    if let Some(a) = &atoms {
-        println!("{} columns", a.columns.len());
+    if let Some(jk) = &atoms {
+        let a = &jk.positions;
+        println!(
+            "{} columns (σ: delete-one jackknife over {} frames, relative to the column \
+             ensemble; its common shift σ = [{:.4}, {:.4}] px)",
+            a.columns.len(),
+            jk.frames,
+            jk.common_shift_sigma_px[0],
+            jk.common_shift_sigma_px[1]
+        );
         if let Some(l) = &a.lattice {
             println!(
                 "lattice |a1| = {:.4} ± {:.4} px, |a2| = {:.4} ± {:.4} px ({} columns indexed, RMS residual {:.4} px)",
@@ -176,7 +185,7 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
                 l.rms_residual_px
             );
         }
-        println!("direction  bonds  mean length (px)      std (px)  RMS reported σ (px)");
+        println!("direction  bonds  mean length (px)      std (px)  RMS jackknife σ (px)");
         for s in &a.summary {
             println!(
                 "a{}        {:5}  {:.4} ± {:.4}       {:.4}    {:.4}",
@@ -185,6 +194,24 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The columns table: position, jackknife σ, Poisson-model σ, amplitude, lattice indices.
+fn columns_csv(jk: &SeriesAtomPositions) -> String {
+    let mut text = String::from(
+        "y_px,x_px,sigma_jk_y_px,sigma_jk_x_px,sigma_model_y_px,sigma_model_x_px,amplitude,\
+         lattice_i,lattice_j\n",
+    );
+    for (c, m) in jk.positions.columns.iter().zip(&jk.model_sigma) {
+        let (i, j) = c.lattice_index.map_or((String::new(), String::new()), |v| {
+            (v[0].to_string(), v[1].to_string())
+        });
+        text.push_str(&format!(
+            "{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{i},{j}\n",
+            c.position[0], c.position[1], c.sigma[0], c.sigma[1], m[0], m[1], c.amplitude
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -226,6 +253,10 @@ mod tests {
         }
         let shifts = std::fs::read_to_string(out.join("shifts.csv")).unwrap();
         assert_eq!(shifts.lines().count(), 4);
+        let cols = std::fs::read_to_string(out.join("columns.csv")).unwrap();
+        assert!(cols.starts_with(
+            "y_px,x_px,sigma_jk_y_px,sigma_jk_x_px,sigma_model_y_px,sigma_model_x_px,"
+        ));
         // the dense model writes the same outputs; fields [frame, 2, y, x]
         let dense_out = dir.path().join("dense");
         let dense_args = RegisterArgs {
@@ -249,5 +280,60 @@ mod tests {
             ..args
         };
         assert!(matches!(run(&args, true), Err(CliError::Argument(_))));
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::*;
+    use stem_core::NoProgress;
+    use stem_register::warp::DisplacementField;
+
+    /// `frames` of a 10-px lattice (σ 1.5 px, 100 counts peak) with `noise` Poisson-like
+    /// deterministic perturbation per frame.
+    fn lattice_frames(n: usize, noise: f32) -> ndarray::Array3<f32> {
+        ndarray::Array3::from_shape_fn((n, 48, 48), |(k, i, j)| {
+            let (dy, dx) = ((i as f64 - 2.0) % 10.0 - 5.0, (j as f64 - 3.0) % 10.0 - 5.0);
+            let h = ((k * 7919 + i * 104_729 + j * 1_299_709) % 1000) as f32 / 1000.0 - 0.5;
+            (5.0 + 100.0 * (-(dy * dy + dx * dx) / 4.5).exp()) as f32 + noise * h
+        })
+    }
+
+    fn table(frames: &ndarray::Array3<f32>) -> Vec<Vec<f64>> {
+        let n = frames.dim().0;
+        let fields = vec![DisplacementField::constant([48, 48], [0.0, 0.0]); n];
+        let jk = atom_positions_jackknife(
+            frames.view(),
+            &fields,
+            Interpolation::Bicubic,
+            &AtomConfig::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        let text = columns_csv(&jk);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "y_px,x_px,sigma_jk_y_px,sigma_jk_x_px,sigma_model_y_px,sigma_model_x_px,amplitude,\
+             lattice_i,lattice_j"
+        );
+        lines
+            .map(|l| l.split(',').take(7).map(|v| v.parse().unwrap()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn columns_csv_reports_jackknife_and_model_sigma() {
+        // identical frames: no scatter over frames, so the jackknife σ is 0 while the pixel
+        // noise model still reports its (Poisson) σ > 0: the columns are not swapped
+        let rows = table(&lattice_frames(5, 0.0));
+        assert!(!rows.is_empty());
+        for r in &rows {
+            assert!(r[2] < 1e-3 && r[3] < 1e-3, "jackknife σ {r:?}");
+            assert!(r[4] > 1e-3 && r[5] > 1e-3, "model σ {r:?}");
+        }
+        // frames that differ: the jackknife σ becomes positive
+        let rows = table(&lattice_frames(5, 20.0));
+        assert!(rows.iter().any(|r| r[2] > 1e-3 && r[3] > 1e-3));
     }
 }
