@@ -138,6 +138,11 @@ print("| non-rigid method | average PSNR (dB), one global shift gauge | time wal
 print("|---|---|---|")
 print(f"| **stem-register** rigid + scan-line (defaults), mean | {placed_psnr(ours_nr):.2f} | {times[2]:.2f} / {times[3]:.2f} |")
 print(f"| **stem-register** rigid + scan-line (defaults), median | {placed_psnr(ours_med):.2f} | (same run) |")
+try:
+    lp = np.load(f"{out}/ours_scanline_lattice_mean.npy").astype(np.float64)
+    print(f"| **stem-register** rigid + scan-line + lattice prior (opt-in `--lattice-prior`; removes real strain too), mean | {placed_psnr(lp):.2f} | (scan-line run + lattice fit) |")
+except FileNotFoundError:
+    pass
 for name, f in [("rigid + dense (match-series style, defaults)", "ours_dense"), ("rigid + scan-line + dense", "ours_scanline_dense")]:
     try:
         m = np.load(f"{out}/{f}_mean.npy").astype(np.float64)

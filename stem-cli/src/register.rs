@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use stem_core::io::npy;
 use stem_register::atoms::{AtomConfig, SeriesAtomPositions, atom_positions_jackknife};
+use stem_register::lattice_prior::{LatticePriorConfig, compose_fields, fit_lattice_prior};
 use stem_register::nonrigid::NonRigidConfig;
 use stem_register::scanline::ScanLineConfig;
 use stem_register::series::{NonRigidModel, SeriesConfig, register_series};
-use stem_register::warp::Interpolation;
+use stem_register::warp::{Interpolation, average_series};
 
 /// Arguments of `stem register`.
 #[derive(Args, Debug, Clone)]
@@ -53,6 +54,13 @@ pub struct RegisterArgs {
     /// Skip the atom-position table.
     #[arg(long)]
     pub no_atoms: bool,
+    /// Crystalline specimens only, opt-in: remove the series' mean scan distortion that
+    /// self-registration leaves in the average, by pulling the average's columns onto the
+    /// fitted ideal lattice (row-wise, smooth along the slow axis; `stem_register::lattice_prior`).
+    /// It removes REAL strain, defects and interface displacements too: do not use it before
+    /// measuring strain or bond lengths. Also writes lattice_prior.csv (row, dy_px, dx_px).
+    #[arg(long)]
+    pub lattice_prior: bool,
 }
 
 /// The non-rigid model of `stem register`.
@@ -111,7 +119,16 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
         config.average.interpolation = Interpolation::Nearest;
     }
     let bar = Bar::new(quiet);
-    let reg = register_series(frames.view(), &config, &bar)?;
+    let mut reg = register_series(frames.view(), &config, &bar)?;
+    let prior = if args.lattice_prior {
+        let p = fit_lattice_prior(&reg.average, &LatticePriorConfig::default(), &bar)?;
+        // one resampling of the frames with the composed fields
+        reg.fields = compose_fields(&p, &reg.fields)?;
+        reg.average = average_series(frames.view(), &reg.fields, &config.average, &bar)?;
+        Some(p)
+    } else {
+        None
+    };
     let atoms = if args.no_atoms {
         None
     } else {
@@ -146,6 +163,13 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
         text.push_str(&format!("{k},{:.4},{:.4},{:.4}\n", s[0], s[1], p));
     }
     write_text(&args.out.join("shifts.csv"), &text)?;
+    if let Some(p) = &prior {
+        let mut text = String::from("row,dy_px,dx_px\n");
+        for (y, (dy, dx)) in p.row_dy_px.iter().zip(&p.row_dx_px).enumerate() {
+            text.push_str(&format!("{y},{dy:.4},{dx:.4}\n"));
+        }
+        write_text(&args.out.join("lattice_prior.csv"), &text)?;
+    }
     if let Some(jk) = &atoms {
         write_text(&args.out.join("columns.csv"), &columns_csv(jk))?;
         let a = &jk.positions;
@@ -164,6 +188,13 @@ pub fn run(args: &RegisterArgs, quiet: bool) -> Result<(), CliError> {
         t0.elapsed().as_secs_f64(),
         args.out.display()
     );
+    if let Some(p) = &prior {
+        println!(
+            "lattice prior: {} columns, displacement from the ideal lattice {:.4} → {:.4} px RMS \
+             (removed from the average and the fields: real strain is removed too)",
+            p.columns_used, p.rms_before_px, p.rms_after_px
+        );
+    }
     if let Some(jk) = &atoms {
         let a = &jk.positions;
         println!(
@@ -238,6 +269,7 @@ mod tests {
             smoothing: 2.0,
             max_shift: None,
             no_atoms: false,
+            lattice_prior: false,
         };
         run(&args, true).unwrap();
         for name in [
@@ -335,5 +367,57 @@ mod csv_tests {
         // frames that differ: the jackknife σ becomes positive
         let rows = table(&lattice_frames(5, 20.0));
         assert!(rows.iter().any(|r| r[2] > 1e-3 && r[3] > 1e-3));
+    }
+}
+
+#[cfg(test)]
+mod lattice_prior_tests {
+    use super::*;
+
+    #[test]
+    fn lattice_prior_flag_writes_the_row_field_and_flattens_a_row_step() {
+        // 3 identical frames of a 12-px lattice whose rows ≥ 48 are shifted by 0.6 px in x
+        // (a mean scan distortion no self-registration can see)
+        let dir = tempfile::tempdir().unwrap();
+        let frames = ndarray::Array3::from_shape_fn((3, 96, 96), |(_, i, j)| {
+            let x = j as f64 + if i >= 48 { 0.6 } else { 0.0 };
+            let (dy, dx) = ((i as f64 + 6.0) % 12.0 - 6.0, (x + 6.0) % 12.0 - 6.0);
+            (5.0 + 100.0 * (-(dy * dy + dx * dx) / 4.5).exp()) as f32
+        });
+        let input = dir.path().join("s.npy");
+        npy::write_npy(&input, &frames).unwrap();
+        let out = dir.path().join("out");
+        let args = RegisterArgs {
+            series: input,
+            out: out.clone(),
+            rigid_only: true,
+            model: Model::Rigid,
+            lambda: None,
+            nearest: false,
+            smoothing: 2.0,
+            max_shift: None,
+            no_atoms: true,
+            lattice_prior: true,
+        };
+        run(&args, true).unwrap();
+        let text = std::fs::read_to_string(out.join("lattice_prior.csv")).unwrap();
+        assert_eq!(text.lines().count(), 97);
+        // the columns of the written average sit on a lattice: their displacement from the
+        // fitted ideal lattice drops (the step minus the absorbed shear is ≈ 0.15 px RMS)
+        let rms = |img: ndarray::Array2<f32>| {
+            let avg = stem_register::warp::Average {
+                median: img.clone(),
+                counts: ndarray::Array2::from_elem(img.raw_dim(), 1),
+                mean: img,
+            };
+            fit_lattice_prior(&avg, &LatticePriorConfig::default(), &stem_core::NoProgress)
+                .unwrap()
+                .rms_before_px
+        };
+        let before = rms(frames.index_axis(ndarray::Axis(0), 0).to_owned());
+        let mean = npy::read_npy_f32(out.join("mean.npy")).unwrap();
+        let after = rms(mean.into_dimensionality::<ndarray::Ix2>().unwrap());
+        // bicubic resampling and the σ = 4-row smoothing of the step leave a few 0.01 px
+        assert!(before > 0.05 && after < 0.4 * before, "{before} → {after}");
     }
 }

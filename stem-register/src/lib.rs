@@ -14,6 +14,9 @@
 //!   nonlinear CG with Armijo steps, per-pixel bias removal.
 //! * [`series`]: the whole pipeline: rigid pre-alignment, non-rigid model (scan-line or dense)
 //!   against an evolving reference, bias removal, mean / median / counts.
+//! * [`lattice_prior`]: opt-in removal of the mean scan distortion a crystalline average keeps
+//!   (column displacements from the fitted ideal lattice, smoothed along the slow axis); it
+//!   removes real strain too.
 //! * [`atoms`]: column positions with uncertainties on the average, lattice fit, bond lengths
 //!   and their changes with error bars.
 //!
@@ -45,6 +48,7 @@
 pub mod atoms;
 pub mod error;
 mod interp;
+pub mod lattice_prior;
 pub mod nonrigid;
 pub mod rigid;
 pub mod scanline;
