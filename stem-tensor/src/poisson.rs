@@ -164,7 +164,11 @@ impl PoissonScaling {
                 } else {
                     0.0
                 };
-                let z = poisson_draw(mean, &mut rng) - mean;
+                let draw = match Poisson::new(mean) {
+                    Ok(d) => d.sample(&mut rng),
+                    Err(_) => 0.0,
+                };
+                let z = draw - mean;
                 *v = if scaled {
                     z / (self.nav_weights[nav] * self.sig_weights[j])
                 } else {
@@ -172,42 +176,6 @@ impl PoissonScaling {
                 };
             }
         });
-    }
-}
-
-/// Means below this are drawn by inversion ([`poisson_draw`]); larger ones by `rand_distr`.
-const INVERSION_MAX_MEAN: f64 = 30.0;
-
-/// One Poisson draw of mean `mu` (`0` for a non-positive or non-finite mean).
-///
-/// For `mu < 30`, inversion by sequential search (Devroye 1986, *Non-Uniform Random Variate
-/// Generation*, §X.3.3) from one 32-bit uniform `u ∈ (0, 1)`: the smallest `k` with
-/// `F(k) = Σ_{i≤k} e^{−mu} muⁱ/i! ≥ u`, at `1 + mu` steps on average. The surrogates draw one
-/// value per pixel with means mostly below 1 (a 4D-STEM detector pixel), where this costs one
-/// exponential and half a 64-bit random word instead of `rand_distr`'s set-up plus `1 + mu`
-/// 64-bit uniforms. The 32-bit uniform truncates the upper tail where `1 − F(k) < 2⁻³³`
-/// (probability below 1.2·10⁻¹⁰ per draw), irrelevant for a noise surrogate. Larger means use
-/// `rand_distr::Poisson` (transformed rejection).
-fn poisson_draw<R: rand::RngCore>(mu: f64, rng: &mut R) -> f64 {
-    if !mu.is_finite() || mu <= 0.0 {
-        return 0.0;
-    }
-    if mu < INVERSION_MAX_MEAN {
-        let u = (f64::from(rng.next_u32()) + 0.5) * (1.0 / 4_294_967_296.0);
-        let mut p = (-mu).exp();
-        let mut f = p;
-        let mut k = 0u32;
-        // F(k) reaches 1 − 1e-13 well before k = 200 for mu < 30; the cap only guards rounding.
-        while u > f && k < 200 {
-            k += 1;
-            p *= mu / f64::from(k);
-            f += p;
-        }
-        return f64::from(k);
-    }
-    match Poisson::new(mu) {
-        Ok(d) => d.sample(rng),
-        Err(_) => 0.0,
     }
 }
 
@@ -238,7 +206,11 @@ pub fn surrogate_from_mean_at(
             rng.set_stream((first_frame + i) as u64);
             for (z, &mu) in o.iter_mut().zip(m) {
                 let mu = mu.max(0.0);
-                *z = poisson_draw(mu, &mut rng) - mu;
+                let draw = match Poisson::new(mu) {
+                    Ok(d) => d.sample(&mut rng),
+                    Err(_) => 0.0,
+                };
+                *z = draw - mu;
             }
         });
 }
@@ -279,52 +251,6 @@ mod tests {
 
     /// The surrogate has mean ≈ 0 and variance ≈ M₀ (Poisson), and after scaling a variance
     /// ≈ 1/N everywhere; it is reproducible from the seed and independent of chunking.
-    /// The inversion sampler against the Poisson pmf: for means on both sides of the
-    /// inversion / rejection switch, the frequencies of 400 000 draws match `e^{−mu} muᵏ/k!`
-    /// within 5 binomial standard deviations (+1e-4) for every `k`, and mean and variance match
-    /// `mu` within 5 standard errors. A wrong recurrence (e.g. `mu/(k+1)`) or an off-by-one
-    /// shifts the frequencies by far more.
-    #[test]
-    fn poisson_draw_matches_pmf() {
-        let draws = 400_000usize;
-        for &mu in &[0.05f64, 0.7, 3.0, 12.5, 29.0, 45.0] {
-            let mut rng = ChaCha8Rng::seed_from_u64(7);
-            let mut counts = vec![0usize; 200];
-            let (mut s1, mut s2) = (0.0f64, 0.0f64);
-            for _ in 0..draws {
-                let k = poisson_draw(mu, &mut rng);
-                assert_eq!(k, k.round());
-                counts[(k as usize).min(199)] += 1;
-                s1 += k;
-                s2 += k * k;
-            }
-            let mean = s1 / draws as f64;
-            let var = s2 / draws as f64 - mean * mean;
-            let se = (mu / draws as f64).sqrt();
-            assert!((mean - mu).abs() < 5.0 * se, "mu {mu}: mean {mean}");
-            // Var of the sample variance ≈ (2 mu² + mu) / draws for Poisson.
-            let se_var = ((2.0 * mu * mu + mu) / draws as f64).sqrt();
-            assert!((var - mu).abs() < 5.0 * se_var, "mu {mu}: var {var}");
-            let mut ln_p = -mu;
-            for (k, &c) in counts.iter().enumerate().take(150) {
-                if k > 0 {
-                    ln_p += mu.ln() - (k as f64).ln();
-                }
-                let p = ln_p.exp();
-                let f = c as f64 / draws as f64;
-                let sd = (p * (1.0 - p) / draws as f64).sqrt();
-                assert!(
-                    (f - p).abs() < 5.0 * sd + 1e-4,
-                    "mu {mu}, k {k}: {f} vs {p}"
-                );
-            }
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        assert_eq!(poisson_draw(0.0, &mut rng), 0.0);
-        assert_eq!(poisson_draw(-1.0, &mut rng), 0.0);
-        assert_eq!(poisson_draw(f64::NAN, &mut rng), 0.0);
-    }
-
     #[test]
     fn surrogate_statistics_and_reproducibility() {
         let (n_nav, n_sig) = (400, 50);
