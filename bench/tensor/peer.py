@@ -72,12 +72,16 @@ for dose in doses:
     y3 = noisy.reshape(noisy.shape[0], noisy.shape[1], -1)
     ranks = [32, 22, 4]
 
+    sweeps = []
+
     def run_tl():
-        core, factors = tucker(y3, rank=ranks, init="svd", n_iter_max=100, tol=1e-4,
-                               svd="randomized_svd", random_state=0)
+        (core, factors), errors = tucker(y3, rank=ranks, init="svd", n_iter_max=100, tol=1e-4,
+                                         svd="randomized_svd", random_state=0,
+                                         return_errors=True)
+        sweeps.append(len(errors))
         return tl.tucker_to_tensor((core, factors))
     x, w, c = timed(run_tl)
-    print(f"tensorly_tucker_32_22_4\t{dose}\t{psnr(clean, x.reshape(clean.shape)):.2f}\t{w:.3f}\t{c:.2f}\t{ranks}", flush=True)
+    print(f"tensorly_tucker_32_22_4\t{dose}\t{psnr(clean, x.reshape(clean.shape)):.2f}\t{w:.3f}\t{c:.2f}\t{ranks}\t{sweeps[-1]} sweeps", flush=True)
 
     x, w, c = timed(lambda: numpy_hooi(y3, ranks))
     print(f"numpy_hooi_32_22_4\t{dose}\t{psnr(clean, x.reshape(clean.shape)):.2f}\t{w:.3f}\t{c:.2f}\t{ranks}", flush=True)

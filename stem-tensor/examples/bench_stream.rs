@@ -23,9 +23,27 @@ use rayon::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
-use stem_core::NoProgress;
 use stem_tensor::stream::{FrameSink, NpyWriter, StreamConfig, StreamedDenoiser};
 use stem_tensor::synth::{abundances, prototypes};
+
+/// Prints every stage start with the wall and CPU time since the run began (`STAGES=1`).
+struct StageLog {
+    t0: Instant,
+    c0: f64,
+    on: bool,
+}
+
+impl stem_core::Progress for StageLog {
+    fn start(&self, stage: &str, _total: u64) {
+        if self.on {
+            println!(
+                "  stage {stage:<12} at wall {:7.2} s, cpu {:7.2} s",
+                self.t0.elapsed().as_secs_f64(),
+                cpu_seconds() - self.c0
+            );
+        }
+    }
+}
 
 fn cpu_seconds() -> f64 {
     std::fs::read_to_string("/proc/self/stat")
@@ -193,10 +211,25 @@ fn main() {
     assert!(sig.is_lazy(), "the input must be memory-mapped, not loaded");
     let src = sig.frame_source();
     let (t0, c0) = (Instant::now(), cpu_seconds());
+    let log = StageLog {
+        t0,
+        c0,
+        on: std::env::var_os("STAGES").is_some(),
+    };
     let mut w = NpyWriter::create(&out_path, &sig.shape()).unwrap();
-    let r = StreamedDenoiser::new(StreamConfig::default())
+    // Optional overrides for experiments: EXACT_SWEEPS, POWER_PASSES, OVERSAMPLING, CHUNK.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let d = StreamConfig::default();
+    let config = StreamConfig {
+        exact_sweeps: env("EXACT_SWEEPS").unwrap_or(d.exact_sweeps),
+        sketch_power_passes: env("POWER_PASSES").unwrap_or(d.sketch_power_passes),
+        sketch_oversampling: env("OVERSAMPLING").unwrap_or(d.sketch_oversampling),
+        frames_per_chunk: env("CHUNK").unwrap_or(d.frames_per_chunk),
+        ..d
+    };
+    let r = StreamedDenoiser::new(config)
         .unwrap()
-        .run(src.as_ref(), &mut w, &NoProgress)
+        .run(src.as_ref(), &mut w, &log)
         .unwrap();
     w.finish().unwrap();
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);

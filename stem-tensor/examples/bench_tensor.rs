@@ -11,6 +11,7 @@ use std::time::Instant;
 use stem_core::{Hypercube, NoProgress};
 use stem_tensor::denoise::{DenoiseConfig, Ranks, TensorDenoiser, pca_denoise, psnr};
 use stem_tensor::synth::{clean_cube, poisson_cube};
+use stem_tensor::tucker::StopRule;
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process from /proc/self/stat (Linux), in clock ticks of 100 Hz.
@@ -35,7 +36,7 @@ fn main() {
     let scan: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let det: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
     std::fs::create_dir_all(&out_dir).unwrap();
-    println!("method\tdose\tpsnr_db\twall_s\tcpu_s\tranks");
+    println!("method\tdose\tpsnr_db\twall_s\tcpu_s\tranks\tsweeps");
     for dose in [200.0, 1000.0, 10000.0] {
         let clean = clean_cube(scan, det, dose).unwrap();
         let noisy = poisson_cube(&clean, det * det, 20240601 + 100 + dose as u64).unwrap();
@@ -54,7 +55,10 @@ fn main() {
                 .unwrap();
             let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
             let p = psnr(clean.view(), r.denoised.view()).unwrap();
-            println!("{name}\t{dose}\t{p:.2}\t{wall:.3}\t{cpu:.2}\t{:?}", r.ranks);
+            println!(
+                "{name}\t{dose}\t{p:.2}\t{wall:.3}\t{cpu:.2}\t{:?}\t{}",
+                r.ranks, r.sweeps
+            );
             if name == "kk_hooi_auto" {
                 stem_core::io::npy::write_npy(format!("{out_dir}/ours_{dose}.npy"), &r.denoised)
                     .unwrap();
@@ -73,6 +77,19 @@ fn main() {
             DenoiseConfig {
                 ranks: Ranks::Fixed(vec![32, 22, 4]),
                 poisson_scaling: false,
+                ..Default::default()
+            },
+        );
+        // The same fit stopped by tensorly's rule (|Δ relative error| < 1e-4 from sweep 3 on,
+        // at most 100 sweeps), as tensorly's `tucker` is run by peer.py.
+        run(
+            "raw_hooi_32_22_4_tlstop",
+            DenoiseConfig {
+                ranks: Ranks::Fixed(vec![32, 22, 4]),
+                poisson_scaling: false,
+                max_sweeps: 100,
+                tolerance: 1e-4,
+                stop: StopRule::ErrorChange,
                 ..Default::default()
             },
         );

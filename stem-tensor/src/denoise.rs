@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::poisson::PoissonScaling;
 use crate::ranks::{AutoRankConfig, ScreeRound, clamp_ranks, projected_parallel_analysis};
-use crate::tucker::{TuckerConfig, hooi_sweeps, st_hosvd, validate_ranks};
+use crate::tucker::{StopRule, TuckerConfig, hooi_sweeps_until, st_hosvd, validate_ranks};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use stem_core::{HypercubeView, Parallelism, Progress};
 
@@ -51,8 +51,11 @@ pub struct DenoiseConfig {
     pub poisson_scaling: bool,
     /// HOOI sweeps of the final fit. Default 10.
     pub max_sweeps: usize,
-    /// HOOI stopping tolerance on the relative change of ‖S‖². Default 1e-6.
+    /// HOOI stopping tolerance on the relative change of ‖S‖² (of the reconstruction error
+    /// for [`StopRule::ErrorChange`]). Default 1e-6.
     pub tolerance: f64,
+    /// HOOI stopping rule of the final fit. Default [`StopRule::CoreNorm`].
+    pub stop: StopRule,
     /// Automatic-rank settings (used for [`Ranks::Auto`]).
     pub auto: AutoRankConfig,
     /// Threads.
@@ -67,6 +70,7 @@ impl Default for DenoiseConfig {
             poisson_scaling: true,
             max_sweeps: 10,
             tolerance: 1e-6,
+            stop: StopRule::CoreNorm,
             auto: AutoRankConfig::default(),
             parallelism: Parallelism::Auto,
         }
@@ -246,11 +250,12 @@ impl TensorDenoiser {
         };
         progress.start("HOOI sweeps", self.config.max_sweeps as u64);
         let start = st_hosvd(y.view(), &ranks, progress)?;
-        let tk = hooi_sweeps(
+        let tk = hooi_sweeps_until(
             y.view(),
             start,
             self.config.max_sweeps,
             self.config.tolerance,
+            self.config.stop,
             progress,
         )?;
         let x = tk.reconstruct()?;
@@ -352,6 +357,7 @@ pub fn tucker_config(config: &DenoiseConfig, ranks: Vec<usize>) -> TuckerConfig 
         ranks,
         max_sweeps: config.max_sweeps,
         tolerance: config.tolerance,
+        stop: config.stop,
         parallelism: config.parallelism,
     }
 }

@@ -7,9 +7,12 @@
 //! the first navigation axis (for 4D-STEM: whole scan rows), so that it is itself a tensor
 //! `(c, p_2, …, p_m, n)` and every product below is a sum over chunks.
 //!
-//! **Passes** (each reads every frame once, in order, one chunk at a time):
-//! 1. Keenan–Kotula sums `g_i`, `h_j` ([`crate::poisson`]; skipped without scaling and with fixed
-//!    ranks), plus the finite/non-negative checks;
+//! **Passes** (each reads every frame once, in order, one chunk at a time; a reader thread
+//! copies the next chunk out of the source while the current one is processed):
+//! 1. Keenan–Kotula sums `g_i`, `h_j` ([`crate::poisson`]; needed with scaling and for
+//!    automatic ranks), plus the finite/non-negative checks, **fused with the first sketch
+//!    pass**: `g_i` is the frame's own sum, so `Yᵀ Ω` of the scaled data is accumulated as
+//!    `Σ_i (Y_i/√g_i)ᵀ Ω_i` and its rows divided by `√h_j` once the pass is over;
 //! 2. a randomized sketch of the signal mode (Halko, Martinsson & Tropp 2011):
 //!    `W = Yᵀ Ω` (`n × w`, `Ω` Gaussian, one ChaCha8 stream per frame), `q` fused power passes
 //!    (`B = Y Q`, `W = Yᵀ B`) and a last pass `B = Y Q` with `Q = orth(W)`. `B` (`N_f × w`,
@@ -30,25 +33,28 @@
 //!    same surrogate as in memory): per round, `sweeps_per_round` sketched sweeps (in memory)
 //!    and `round_sweeps` exact sweeps at the current ranks, one data pass for `P` and one
 //!    surrogate pass (no file reads);
-//! 5. the output pass: `X̂ = S ×_k U_k` for the chunk's rows, times the weights `W`, as `f32`.
+//! 5. the output pass: `X̂ = S ×_k U_k` for the chunk's rows (navigation modes first, then one
+//!    GEMM with `U_nᵀ`), times the weights `W`, as `f32`, handed to the sink by a writer thread
+//!    while the next chunk is computed.
 //!
-//! So with fixed ranks, `s` sweeps cost `1 + (q + 2) + 2s` passes that read the source
-//! (`(q + 2) + 2s` without scaling), and the automatic ranks add
-//! `rounds × (2·round_sweeps + 1)` (with the default `round_sweeps = 0`: one pass per round
-//! for `P` and `C` together; one more sketch of `q + 2` passes if a round raises
-//! the signal rank above the sketch width). The output pass reads nothing.
+//! So with fixed ranks, `s` sweeps cost `(q + 2) + 2s` passes that read the source (the sums
+//! share the first sketch pass), and the automatic ranks add `rounds × (2·round_sweeps + 1)`
+//! (with the default `round_sweeps = 0`: one pass per round for `P` and `C` together; one more
+//! sketch of `q + 2` passes if a round raises the signal rank above the sketch width). The
+//! output pass reads nothing.
 //!
 //! **Memory bound** (`f64` = 8 bytes; `F` frames per chunk after rounding to whole rows of the
 //! first navigation axis, `n` values per frame, `N_f` frames, `R = r_1⋯r_m`, `w` sketch width):
 //!
-//! `8·(2.5·F·n + R·n + N_f·(w + r_n) + n·w + 2·(N_f + n)) + 4·F·n` bytes, plus the sink's
-//! buffers ([`NpyWriter`]: `4·F·n` + 1 MiB): a chunk as `f32` and `f64`, the partial mode
-//! products of one chunk (at most `F·n·r_2/p_2`, counted as `0.5·F·n`) or its
-//! reconstruction, `C` (accumulated in place), the projections `B` and `P`, the sketch `W`
-//! and the weights. Only the `N_f·(w + r_n)` projections grow with the number of frames
-//! (16.8 MB per 65 536 frames at `w + r_n = 32`). For a 256×256 × 80×80 cube (1.68 GB as
-//! `f32`) with `F = 1024` at the generous starting ranks of the rank search (32, 32, 8):
-//! 131 + 52 + 17 + 2 + 26 ≈ 230 MB, plus 27 MB for the NPY sink.
+//! `8·(2.5·F·n + R·n + N_f·(w + r_n) + n·w + 2·(N_f + n)) + 8·F·n` bytes, plus the sink's
+//! buffers ([`NpyWriter`]: `4·F·n` + 1 MiB): a chunk as `f64`, two `f32` chunk buffers (the one
+//! being processed and the one being read ahead; in the output pass, the one being computed and
+//! the one being written), the partial mode products of one chunk (at most `F·n·r_2/p_2`,
+//! counted as `0.5·F·n`) or its reconstruction, `C` (accumulated in place), the projections `B`
+//! and `P`, the sketch `W` and the weights. Only the `N_f·(w + r_n)` projections grow with the
+//! number of frames (16.8 MB per 65 536 frames at `w + r_n = 32`). For a 256×256 × 80×80 cube
+//! (1.68 GB as `f32`) with `F = 1024` at the generous starting ranks of the rank search
+//! (32, 32, 8): 131 + 52 + 17 + 2 + 52 ≈ 255 MB, plus 27 MB for the NPY sink.
 //!
 //! **Agreement with the in-memory denoiser.** The sweeps are the in-memory sweeps; only the
 //! start differs (sketched ST-HOSVD instead of the exact one), so the two agree at convergence,
@@ -56,7 +62,7 @@
 //! count (chunks are reduced in order, all blocked kernels use fixed block sizes).
 
 use crate::denoise::{DenoiseConfig, Ranks};
-use crate::dense::{expand, mode_product, unfold};
+use crate::dense::{mode_product, unfold};
 use crate::error::{Error, Result};
 use crate::linalg::{leading_left_singular, orthonormalize};
 use crate::poisson::{PoissonScaling, surrogate_from_mean_at};
@@ -127,6 +133,8 @@ pub struct NpyWriter {
     path: PathBuf,
     expected: usize,
     written: usize,
+    /// Reused little-endian byte buffer of the last write.
+    bytes: Vec<u8>,
 }
 
 impl NpyWriter {
@@ -164,6 +172,7 @@ impl NpyWriter {
             path,
             expected,
             written: 0,
+            bytes: Vec::new(),
         })
     }
 
@@ -197,12 +206,13 @@ impl FrameSink for NpyWriter {
                 ),
             ));
         }
-        let mut bytes = Vec::with_capacity(frames.len() * 4);
+        self.bytes.clear();
+        self.bytes.reserve(frames.len() * 4);
         for v in frames {
-            bytes.extend_from_slice(&v.to_le_bytes());
+            self.bytes.extend_from_slice(&v.to_le_bytes());
         }
         self.file
-            .write_all(&bytes)
+            .write_all(&self.bytes)
             .map_err(|e| Error::Core(stem_core::Error::io(&self.path, e)))?;
         self.written += frames.len();
         Ok(())
@@ -234,8 +244,9 @@ pub struct StreamConfig {
     pub sketch_seed: u64,
     /// Maximum exact (streamed, two passes each) HOOI sweeps of the final fit, after the HOOI
     /// of the sketched tensor (`max_sweeps` sweeps in memory); they stop early at `tolerance`.
-    /// Default 2: the sketched fit is already next to the fixed point (on the 1.68 GB benchmark
-    /// cube, PSNR changes by less than 0.01 dB after the second exact sweep).
+    /// Default 1: the sketched fit is already next to the fixed point. On the 1.68 GB benchmark
+    /// cube (`bench/tensor/run_stream.sh`, automatic ranks (29, 24, 4)) the PSNR is 51.68 dB
+    /// with no exact sweep, 53.97 dB after one and 53.96 dB after two or six.
     pub exact_sweeps: usize,
     /// Exact (streamed) HOOI sweeps per round of the automatic rank search, after the HOOI of
     /// the sketched tensor (`auto.sweeps_per_round` sweeps, in memory). Default 0: the scree
@@ -259,7 +270,7 @@ impl Default for StreamConfig {
             sketch_power_passes: 1,
             sketch_seed: 0,
             round_sweeps: 0,
-            exact_sweeps: 2,
+            exact_sweeps: 1,
             parallelism: Parallelism::Auto,
         }
     }
@@ -464,24 +475,62 @@ impl StreamedDenoiser {
             progress,
         };
         let is_auto = c.ranks == Ranks::Auto;
-        if let Ranks::Fixed(r) = &c.ranks {
-            validate_ranks(&shape, r)?;
-        }
+        // The fixed ranks, or the generous starting ranks of the rank search.
+        let first_ranks = match &c.ranks {
+            Ranks::Fixed(r) => {
+                validate_ranks(&shape, r)?;
+                r.clone()
+            }
+            _ => {
+                let mut r = match &c.auto.initial_ranks {
+                    Some(r) => {
+                        if r.len() != order {
+                            return Err(Error::RankCount {
+                                expected: order,
+                                found: r.len(),
+                            });
+                        }
+                        r.clone()
+                    }
+                    None => shape
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &p)| if k < order - 1 { p.min(32) } else { p.min(8) })
+                        .collect(),
+                };
+                clamp_ranks(&shape, &mut r);
+                r
+            }
+        };
+        let width = first_ranks[order - 1] + c.sketch_oversampling;
         if c.poisson_scaling || is_auto {
-            let w = run.sums()?;
+            let (w, range) = run.sums_and_range(width, c.sketch_seed, c.poisson_scaling)?;
             if c.poisson_scaling {
                 run.inv_sig_weights = w.sig_weights.iter().map(|h| 1.0 / h).collect();
                 run.scaling = Some(w.clone());
             }
+            let sketch = run.finish_sketch(range, c)?;
             if is_auto {
                 // Kept separately: the surrogate needs the counts even without scaling.
-                return self.finish_auto(run, w, shape, sink);
+                return self.finish_auto(run, w, shape, first_ranks, sketch, sink);
             }
+            return self.finish_fixed(run, shape, first_ranks, sketch, sink);
         }
-        let Ranks::Fixed(ranks) = &c.ranks else {
-            return Err(Error::invalid("ranks", "unreachable rank rule"));
-        };
-        let sketch = run.sketch(ranks[order - 1] + c.sketch_oversampling, c)?;
+        let sketch = run.sketch(width, c)?;
+        self.finish_fixed(run, shape, first_ranks, sketch, sink)
+    }
+
+    /// The fit at fixed ranks from the sketch, and the output pass.
+    fn finish_fixed(
+        &self,
+        run: Run<'_>,
+        shape: Vec<usize>,
+        ranks: Vec<usize>,
+        sketch: Sketch,
+        sink: &mut dyn FrameSink,
+    ) -> Result<StreamResult> {
+        let c = &self.config;
+        let ranks = &ranks;
         let start = run.init(&sketch, ranks, c.max_sweeps, c.tolerance)?;
         let (tk, _) = run.sweeps(Feed::Data, start, c.exact_sweeps, c.tolerance)?;
         run.write(&tk, sink)?;
@@ -490,39 +539,24 @@ impl StreamedDenoiser {
             ranks: ranks.clone(),
             scree: Vec::new(),
             tucker: tk,
-            frames_per_chunk: chunk,
+            frames_per_chunk: run.chunk,
             data_passes: run.passes.get(),
         })
     }
 
+    /// The automatic rank search from the sketch, the final fit and the output pass.
     fn finish_auto(
         &self,
         run: Run<'_>,
         w: PoissonScaling,
         shape: Vec<usize>,
+        mut ranks: Vec<usize>,
+        mut sketch: Sketch,
         sink: &mut dyn FrameSink,
     ) -> Result<StreamResult> {
         let c = &self.config;
         let order = shape.len();
         let m = order - 1;
-        let mut ranks = match &c.auto.initial_ranks {
-            Some(r) => {
-                if r.len() != order {
-                    return Err(Error::RankCount {
-                        expected: order,
-                        found: r.len(),
-                    });
-                }
-                r.clone()
-            }
-            None => shape
-                .iter()
-                .enumerate()
-                .map(|(k, &p)| if k < m { p.min(32) } else { p.min(8) })
-                .collect(),
-        };
-        clamp_ranks(&shape, &mut ranks);
-        let mut sketch = run.sketch(ranks[m] + c.sketch_oversampling, c)?;
         let mut rounds = Vec::with_capacity(c.auto.rounds);
         let mut last: Option<Tucker> = None;
         for _ in 0..c.auto.rounds {
@@ -706,6 +740,18 @@ fn add_ut_times(u: MatRef<'_, f64>, t: &[f64], cols: usize, acc: &mut [f64]) {
     });
 }
 
+/// Fills the rows (`w` values each) of `om` with standard normal values, row `i` from ChaCha8
+/// stream `start + i` of `seed` (so a chunk's `Ω` does not depend on the chunking).
+fn fill_gaussian(om: &mut [f64], w: usize, start: usize, seed: u64) {
+    om.par_chunks_mut(w).enumerate().for_each(|(i, row)| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream((start + i) as u64);
+        for x in row.iter_mut() {
+            *x = StandardNormal.sample(&mut rng);
+        }
+    });
+}
+
 fn mat_to_array(m: &Mat<f64>) -> Array2<f64> {
     Array2::from_shape_fn((m.nrows(), m.ncols()), |(i, j)| m[(i, j)])
 }
@@ -719,61 +765,69 @@ fn array_ref(a: &Array2<f64>) -> Result<MatRef<'_, f64>> {
 
 impl Run<'_> {
     /// Calls `f(start_frame, count, values)` for every chunk of the fed tensor (row-major
-    /// `count × n` `f64` values), in order.
+    /// `count × n` `f64` values), in order. For the data, chunks are read by
+    /// [`read_chunks`](Self::read_chunks) (one chunk ahead, overlapping the computation).
     fn for_each(
         &self,
         feed: Feed<'_>,
         stage: &str,
-        mut f: impl FnMut(usize, usize, &[f64]) -> Result<()>,
+        mut f: impl FnMut(usize, usize, &mut [f64]) -> Result<()>,
     ) -> Result<()> {
         let n = self.n;
-        let mut raw = if matches!(feed, Feed::Data) {
-            vec![0.0f32; self.chunk * n]
-        } else {
-            Vec::new()
-        };
         let mut vals = vec![0.0f64; self.chunk * n];
+        self.progress.start(stage, self.n_frames as u64);
         if matches!(feed, Feed::Data) {
             self.passes.set(self.passes.get() + 1);
-        }
-        self.progress.start(stage, self.n_frames as u64);
-        let mut start = 0;
-        while start < self.n_frames {
-            check_cancel(self.progress)?;
-            let count = self.chunk.min(self.n_frames - start);
-            let v = &mut vals[..count * n];
-            match feed {
-                Feed::Data => {
-                    let r = &mut raw[..count * n];
-                    self.source.read_frames(start, r)?;
-                    if let Some(i) = r.iter().position(|x| !x.is_finite()) {
-                        return Err(Error::NonFinite {
-                            what: "hypercube",
-                            index: start * n + i,
-                        });
-                    }
-                    // Conversion and Keenan–Kotula scaling in one sweep (multiplication by the
-                    // reciprocal weights).
-                    let inv_h = &self.inv_sig_weights;
-                    let scaling = self.scaling.as_ref();
-                    v.par_chunks_mut(n)
-                        .zip(r.par_chunks(n))
-                        .enumerate()
-                        .for_each(|(i, (a, b))| match scaling {
+            let inv_h = &self.inv_sig_weights;
+            let scaling = self.scaling.as_ref();
+            return self.read_chunks(|start, count, r| {
+                let v = &mut vals[..count * n];
+                // Conversion and Keenan–Kotula scaling in one sweep (multiplication by the
+                // reciprocal weights), with the finiteness check of every frame.
+                let bad: Vec<bool> = v
+                    .par_chunks_mut(n)
+                    .zip(r.par_chunks(n))
+                    .enumerate()
+                    .map(|(i, (a, b))| {
+                        let mut finite = true;
+                        match scaling {
                             Some(w) => {
                                 let ig = 1.0 / w.nav_weights[start + i];
                                 for ((x, &y), &ih) in a.iter_mut().zip(b).zip(inv_h) {
+                                    finite &= y.is_finite();
                                     *x = f64::from(y) * ig * ih;
                                 }
                             }
                             None => {
                                 for (x, &y) in a.iter_mut().zip(b) {
+                                    finite &= y.is_finite();
                                     *x = f64::from(y);
                                 }
                             }
-                        });
+                        }
+                        !finite
+                    })
+                    .collect();
+                if let Some(i) = bad.iter().position(|&b| b) {
+                    let j = r[i * n..(i + 1) * n]
+                        .iter()
+                        .position(|x| !x.is_finite())
+                        .unwrap_or(0);
+                    return Err(Error::NonFinite {
+                        what: "hypercube",
+                        index: (start + i) * n + j,
+                    });
                 }
-                Feed::Noise { w, seed, fit } => match fit {
+                f(start, count, v)
+            });
+        }
+        let mut start = 0;
+        while start < self.n_frames {
+            check_cancel(self.progress)?;
+            let count = self.chunk.min(self.n_frames - start);
+            let v = &mut vals[..count * n];
+            if let Feed::Noise { w, seed, fit } = feed {
+                match fit {
                     None => w.surrogate_rows(start, v, seed, self.scaling.is_some()),
                     Some(tk) => {
                         let mut mean = self.reconstruct_rows(tk, start, count)?;
@@ -785,7 +839,7 @@ impl Run<'_> {
                             s.scale_rows(start, v);
                         }
                     }
-                },
+                }
             }
             f(start, count, v)?;
             self.progress.advance(count as u64);
@@ -794,16 +848,83 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Pass 1: Keenan–Kotula sums (and the data checks).
-    fn sums(&self) -> Result<PoissonScaling> {
+    /// Reads every chunk of the source in order and calls `f(start_frame, count, raw)`.
+    ///
+    /// A reader thread fills one chunk ahead while `f` works on the current one (two `f32`
+    /// chunk buffers circulate between the threads), so the copy out of the file or the page
+    /// cache overlaps the computation. The results do not depend on it: `f` sees the chunks
+    /// in order, exactly as read.
+    fn read_chunks(&self, mut f: impl FnMut(usize, usize, &[f32]) -> Result<()>) -> Result<()> {
+        type Filled = (usize, usize, Vec<f32>, stem_core::Result<()>);
+        let (n, chunk, total, source) = (self.n, self.chunk, self.n_frames, self.source);
+        std::thread::scope(|scope| {
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Filled>(1);
+            let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+            for _ in 0..2 {
+                // Cannot fail: the receiver is alive.
+                let _ = free_tx.send(vec![0.0f32; chunk * n]);
+            }
+            scope.spawn(move || {
+                let mut start = 0;
+                while start < total {
+                    // Stops when the consumer is gone (finished early or failed).
+                    let Ok(mut buf) = free_rx.recv() else { return };
+                    let count = chunk.min(total - start);
+                    let r = source.read_frames(start, &mut buf[..count * n]);
+                    let failed = r.is_err();
+                    if full_tx.send((start, count, buf, r)).is_err() || failed {
+                        return;
+                    }
+                    start += count;
+                }
+            });
+            let mut start = 0;
+            while start < total {
+                check_cancel(self.progress)?;
+                let (s, count, buf, r) = full_rx
+                    .recv()
+                    .map_err(|_| Error::invalid("source", "the reader thread stopped"))?;
+                r?;
+                f(s, count, &buf[..count * n])?;
+                // The reader may have finished already; the buffer is then dropped.
+                let _ = free_tx.send(buf);
+                self.progress.advance(count as u64);
+                start += count;
+            }
+            Ok(())
+        })
+    }
+
+    /// Pass 1: Keenan–Kotula sums and the data checks, fused with the first pass of the sketch
+    /// (width `width`, see [`sketch`](Self::sketch)). `Ω` is applied to the data as
+    /// [`for_each`](Self::for_each) would feed them once the weights are known: with scaling,
+    /// `W = Σ_i (Y_i / √g_i)ᵀ Ω_i` over the frames `i` (`g_i` is the frame's own sum), then
+    /// row `j` of `W` divided by `√h_j` at the end (`h` needs the whole pass); without
+    /// scaling `W = Yᵀ Ω` directly.
+    fn sums_and_range(
+        &self,
+        width: usize,
+        seed: u64,
+        scaled: bool,
+    ) -> Result<(PoissonScaling, Mat<f64>)> {
         let n = self.n;
+        let w = self.sketch_width(width);
         let mut g = vec![0.0f64; self.n_frames];
         let mut h = vec![0.0f64; n];
-        self.for_each(Feed::Data, "counts", |start, count, v| {
-            if let Some(i) = v.iter().position(|&x| x < 0.0) {
+        let mut acc = Mat::<f64>::zeros(n, w);
+        let mut omega = vec![0.0f64; self.chunk * w];
+        self.for_each(Feed::Data, "counts+sketch", |start, count, v| {
+            if let Some(i) = v
+                .par_chunks(n)
+                .position_first(|row| row.iter().any(|&x| x < 0.0))
+            {
+                let j = v[i * n..(i + 1) * n]
+                    .iter()
+                    .position(|&x| x < 0.0)
+                    .unwrap_or(0);
                 return Err(Error::Negative {
-                    index: start * n + i,
-                    value: v[i],
+                    index: (start + i) * n + j,
+                    value: v[i * n + j],
                 });
             }
             v.par_chunks(n)
@@ -826,30 +947,62 @@ impl Run<'_> {
                     *a += b;
                 }
             }
+            if scaled {
+                let gs = &g[start..start + count];
+                v.par_chunks_mut(n)
+                    .zip(gs.par_iter())
+                    .for_each(|(row, &gi)| {
+                        let ig = 1.0 / if gi > 0.0 { gi.sqrt() } else { 1.0 };
+                        for x in row.iter_mut() {
+                            *x *= ig;
+                        }
+                    });
+            }
+            let om = &mut omega[..count * w];
+            fill_gaussian(om, w, start, seed);
+            add_t_times(v, n, om, w, &mut acc);
             Ok(())
         })?;
-        PoissonScaling::from_sums(g, h)
+        let weights = PoissonScaling::from_sums(g, h)?;
+        if scaled {
+            for (j, &hj) in weights.sig_weights.iter().enumerate() {
+                for k in 0..w {
+                    acc[(j, k)] /= hj;
+                }
+            }
+        }
+        Ok((weights, acc))
     }
 
-    /// Pass 2: the randomized sketch of width `width` (see the module docs).
-    fn sketch(&self, width: usize, c: &StreamConfig) -> Result<Sketch> {
+    /// The sketch width for a requested `width` (at most `n`, at least 1).
+    fn sketch_width(&self, width: usize) -> usize {
+        width.min(self.n).max(1)
+    }
+
+    /// The first pass of the sketch: `W = Yᵀ Ω` (`n × w`).
+    fn range(&self, w: usize, seed: u64) -> Result<Mat<f64>> {
         let n = self.n;
-        let w = width.min(n).max(1);
-        let seed = c.sketch_seed;
         let mut acc = Mat::<f64>::zeros(n, w);
         let mut omega = vec![0.0f64; self.chunk * w];
         self.for_each(Feed::Data, "sketch", |start, count, v| {
             let om = &mut omega[..count * w];
-            om.par_chunks_mut(w).enumerate().for_each(|(i, row)| {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                rng.set_stream((start + i) as u64);
-                for x in row.iter_mut() {
-                    *x = StandardNormal.sample(&mut rng);
-                }
-            });
+            fill_gaussian(om, w, start, seed);
             add_t_times(v, n, om, w, &mut acc);
             Ok(())
         })?;
+        Ok(acc)
+    }
+
+    /// The randomized sketch of width `width` (see the module docs): [`range`](Self::range)
+    /// then [`finish_sketch`](Self::finish_sketch).
+    fn sketch(&self, width: usize, c: &StreamConfig) -> Result<Sketch> {
+        let acc = self.range(self.sketch_width(width), c.sketch_seed)?;
+        self.finish_sketch(acc, c)
+    }
+
+    /// The power passes and the last pass `B = Y Q` of the sketch, from `W = Yᵀ Ω`.
+    fn finish_sketch(&self, acc: Mat<f64>, c: &StreamConfig) -> Result<Sketch> {
+        let (n, w) = (self.n, acc.ncols());
         let mut q = orthonormalize(mat_to_array(&acc).view());
         let mut b = vec![0.0f64; self.n_frames * w];
         for pass in 0..=c.sketch_power_passes {
@@ -884,6 +1037,7 @@ impl Run<'_> {
         tolerance: f64,
     ) -> Result<Tucker> {
         let m = self.nav.len();
+        self.progress.start("sketched HOOI", sweeps as u64);
         let start = st_hosvd(sketch.b.view(), ranks, self.progress)?;
         let mut tk = hooi_sweeps(sketch.b.view(), start, sweeps, tolerance, self.progress)?;
         tk.factors[m] = crate::linalg::matmul(sketch.q.view(), tk.factors[m].view())?;
@@ -913,7 +1067,11 @@ impl Run<'_> {
             Some(u) => Some(array_ref(u)?),
             None => None,
         };
-        self.for_each(feed, "projection", |start, count, v| {
+        let stage = match feed {
+            Feed::Data => "projection",
+            Feed::Noise { .. } => "surrogate",
+        };
+        self.for_each(feed, stage, |start, count, v| {
             if let (Some(p), Some(u)) = (p.as_mut(), sig_ref) {
                 rows_times(v, n, u, &mut p[start * r..(start + count) * r]);
             }
@@ -1007,37 +1165,102 @@ impl Run<'_> {
     /// `X̂` for the frames `start .. start + count` (whole rows of the first navigation axis),
     /// row-major `count × n`.
     fn reconstruct_rows(&self, tk: &Tucker, start: usize, count: usize) -> Result<Vec<f64>> {
-        let (a, b) = (start / self.hyper, (start + count) / self.hyper);
-        let mut factors = tk.factors.clone();
-        factors[0] = tk.factors[0].slice(s![a..b, ..]).to_owned();
-        Ok(expand(tk.core.view(), &factors)?
-            .into_raw_vec_and_offset()
-            .0)
+        let mut out = vec![0.0f64; count * self.n];
+        self.reconstruct_rows_into(tk, start, count, &mut out)?;
+        Ok(out)
     }
 
-    /// The output pass.
+    /// [`reconstruct_rows`](Self::reconstruct_rows) into `out` (`count × n`): the navigation
+    /// modes first, `G = S ×_1 U_1[rows] ×_2 U_2 ⋯ ×_m U_m` (`count × r_n`, small), then one
+    /// GEMM `X̂ = G U_nᵀ` over fixed row blocks.
+    fn reconstruct_rows_into(
+        &self,
+        tk: &Tucker,
+        start: usize,
+        count: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let m = self.nav.len();
+        let (a, b) = (start / self.hyper, (start + count) / self.hyper);
+        let mut cur = mode_product(tk.core.view(), tk.factors[0].slice(s![a..b, ..]), 0)?;
+        for j in 1..m {
+            cur = mode_product(cur.view(), tk.factors[j].view(), j)?;
+        }
+        let g = cur
+            .as_slice()
+            .ok_or_else(|| Error::invalid("reconstruction", "non-standard layout"))?;
+        let un = array_ref(&tk.factors[m])?;
+        rows_times(g, un.ncols(), un.transpose(), &mut out[..count * self.n]);
+        Ok(())
+    }
+
+    /// The output pass: each chunk reconstructed, multiplied back by the weights and rounded
+    /// to `f32` while a writer thread hands the previous chunk to the sink (two `f32` chunk
+    /// buffers circulate, so the sink's I/O overlaps the computation).
     fn write(&self, tk: &Tucker, sink: &mut dyn FrameSink) -> Result<()> {
         let n = self.n;
-        let mut out = vec![0.0f32; self.chunk * n];
-        self.progress.start("output", self.n_frames as u64);
-        let mut start = 0;
-        while start < self.n_frames {
-            check_cancel(self.progress)?;
-            let count = self.chunk.min(self.n_frames - start);
-            let mut x = self.reconstruct_rows(tk, start, count)?;
-            if let Some(w) = &self.scaling {
-                w.unscale_rows(start, &mut x);
+        let (chunk, total) = (self.chunk, self.n_frames);
+        let mut x = vec![0.0f64; chunk * n];
+        self.progress.start("output", total as u64);
+        std::thread::scope(|scope| {
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(usize, usize, Vec<f32>)>(1);
+            let (free_tx, free_rx) = std::sync::mpsc::channel::<Vec<f32>>();
+            for _ in 0..2 {
+                // Cannot fail: the receiver is alive.
+                let _ = free_tx.send(vec![0.0f32; chunk * n]);
             }
-            let o = &mut out[..count * n];
-            o.par_iter_mut()
-                .zip(x.par_iter())
-                .with_min_len(4096)
-                .for_each(|(a, &b)| *a = b as f32);
-            sink.write_frames(start, n, o)?;
-            self.progress.advance(count as u64);
-            start += count;
-        }
-        Ok(())
+            let writer = scope.spawn(move || -> Result<()> {
+                // Ends when the computing side stops sending (done or failed).
+                while let Ok((start, count, buf)) = full_rx.recv() {
+                    sink.write_frames(start, n, &buf[..count * n])?;
+                    let _ = free_tx.send(buf);
+                }
+                Ok(())
+            });
+            let computed = (|| -> Result<()> {
+                let mut start = 0;
+                while start < total {
+                    check_cancel(self.progress)?;
+                    let count = chunk.min(total - start);
+                    let xs = &mut x[..count * n];
+                    self.reconstruct_rows_into(tk, start, count, xs)?;
+                    let mut o = free_rx
+                        .recv()
+                        .map_err(|_| Error::invalid("sink", "the writer thread stopped"))?;
+                    let scaling = self.scaling.as_ref();
+                    o[..count * n]
+                        .par_chunks_mut(n)
+                        .zip(xs.par_chunks(n))
+                        .enumerate()
+                        .for_each(|(i, (o, x))| match scaling {
+                            Some(w) => {
+                                let g = w.nav_weights[start + i];
+                                for ((a, &b), &h) in o.iter_mut().zip(x).zip(&w.sig_weights) {
+                                    *a = (b * (g * h)) as f32;
+                                }
+                            }
+                            None => {
+                                for (a, &b) in o.iter_mut().zip(x) {
+                                    *a = b as f32;
+                                }
+                            }
+                        });
+                    if full_tx.send((start, count, o)).is_err() {
+                        // The writer failed: its error is reported below.
+                        break;
+                    }
+                    self.progress.advance(count as u64);
+                    start += count;
+                }
+                Ok(())
+            })();
+            drop(full_tx);
+            let written = writer
+                .join()
+                .map_err(|_| Error::invalid("sink", "the writer thread panicked"))?;
+            // A failed sink stops the computation too: its error is the one to report.
+            written.and(computed)
+        })
     }
 }
 
@@ -1189,7 +1412,8 @@ mod tests {
             assert_eq!(r.frames_per_chunk, 24);
             assert_eq!(max_read, 24);
             let q = config.sketch_power_passes;
-            let mut expected = 1 + (q + 2) + 2 * r.tucker.sweeps;
+            // The Keenan–Kotula sums share the first sketch pass.
+            let mut expected = (q + 2) + 2 * r.tucker.sweeps;
             if ranks == Ranks::Auto {
                 // Initial signal rank 8 + 16 columns ≥ every later rank here: no re-sketch.
                 expected += config.auto.rounds * (2 * config.round_sweeps + 1);
