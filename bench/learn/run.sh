@@ -11,8 +11,9 @@
 # Outputs go to bench/learn/out/ (gitignored): conv.txt, train.txt, quality_grid.md.
 #
 # Usage: bench/learn/run.sh [conv-repeats=3] [train-steps=300] [grid-images-per-cell=4]
-# Takes about 4 min on the idle 2-core machine after the build (conv ~1 min, training ~30 s,
-# grid ~40 s); 6-8 min under a load average of 10-20.
+# The three benchmarks took 191 s (conv ~40 s, training 122 s, grid 29 s) at a load average of
+# 12-18 on the shared 2-core machine, after a 20-min stem-cli release build; expect about 2 min
+# on a quiet machine with a warm target/. The grid's metrics are deterministic.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEATS="${1:-3}"
