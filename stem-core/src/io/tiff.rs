@@ -121,8 +121,9 @@ fn append(result: DecodingResult, out: &mut Vec<f32>) -> DType {
 const MAX_PRESCAN_ENTRIES: usize = 1 << 20;
 
 /// Walks the IFD chain (classic and BigTIFF) before the `tiff` crate sees the file and rejects
-/// the entries that make `tiff` 0.10 panic: an empty `BitsPerSample` (258) or `SampleFormat`
-/// (339) list (found by the `tiff` fuzz target, `stem-core/tests/fuzz_regressions/`). Anything
+/// the entries that make `tiff` 0.10 panic: a `BitsPerSample` (258) or `SampleFormat` (339)
+/// list that is empty or not of an unsigned-integer type (it decodes to an empty list; both
+/// found by the `tiff` fuzz target, `stem-core/tests/fuzz_regressions/`). Anything
 /// else that is malformed is left to the decoder, which reports it.
 fn prescan(bytes: &[u8], err_path: &Path) -> Result<()> {
     let le = match bytes.get(..2) {
@@ -159,13 +160,19 @@ fn prescan(bytes: &[u8], err_path: &Path) -> Result<()> {
                 return Ok(());
             }
             let e = first + i * entry;
-            let (Some(tag), Some(count)) = (get(e, 2), get(e + 4, count_w)) else {
+            let (Some(tag), Some(typ), Some(count)) =
+                (get(e, 2), get(e + 2, 2), get(e + 4, count_w))
+            else {
                 return Ok(());
             };
-            if matches!(tag, 258 | 339) && count == 0 {
+            // BYTE, SHORT, LONG, LONG8: other types (e.g. ASCII) decode to an empty list.
+            if matches!(tag, 258 | 339) && (count == 0 || !matches!(typ, 1 | 3 | 4 | 16)) {
                 return Err(Error::invalid_file(
                     err_path,
-                    format!("TIFF: IFD at offset {off} has an empty tag {tag} list"),
+                    format!(
+                        "TIFF: IFD at offset {off} has tag {tag} as {count} values of type {typ} \
+                         (an unsigned-integer list expected)"
+                    ),
                 ));
             }
         }
