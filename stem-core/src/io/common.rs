@@ -1,7 +1,7 @@
 //! Shared pieces of the format readers: a bounds-checked byte reader, element decoding and the
 //! step from a parsed "raw block" description to a loaded or memory-mapped [`Signal`].
 
-use super::dataset::{Metadata, Signal, SignalData, TagValue};
+use super::dataset::{Components, Metadata, Signal, SignalData, TagValue};
 use crate::axis::Axis;
 use crate::error::{Error, Result};
 use crate::frame_source::{DType, Endianness, RawFileSource, RawLayout};
@@ -192,6 +192,7 @@ impl RawBlock {
             nav_dims: s.nav_dims,
             original_dtype: s.dtype,
             data,
+            components: Components::Scalar,
             metadata: s.metadata,
             tags: s.tags,
         };

@@ -189,6 +189,52 @@ pub struct Metadata {
     pub microscope: Option<String>,
 }
 
+/// What the numbers of a signal's pixels are: one real value per pixel, or several
+/// components along a trailing component axis (complex DM images, RGB DM and TIFF images).
+///
+/// Pixels are always delivered as `f32`; files that store more than one number per pixel get
+/// one extra, **last** axis holding the components (numpy's `[y, x, 3]` convention for colour
+/// images; the interleaved `[..., 2]` view of complex arrays). That axis counts as a signal
+/// axis of the [`FrameSource`] / [`Hypercube`], but [`Signal::kind`] ignores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Components {
+    /// One real value per pixel; no component axis.
+    #[default]
+    Scalar,
+    /// Complex pixels: the last axis (`"component"`, size 2) holds the real part (index 0) and
+    /// the imaginary part (index 1), exactly as stored (`complex64` → `f32` is exact).
+    Complex,
+    /// Colour pixels: the last axis (`"channel"`, size 3) holds red, green and blue in the
+    /// file's units (0–255 for 8-bit DM / TIFF RGB, 0–65535 for TIFF colour maps).
+    Rgb,
+}
+
+impl Components {
+    /// Number of values per pixel: the length of the component axis (1 for [`Components::Scalar`], which has none).
+    pub fn count(self) -> usize {
+        match self {
+            Components::Scalar => 1,
+            Components::Complex => 2,
+            Components::Rgb => 3,
+        }
+    }
+
+    /// Whether the signal has a trailing component axis.
+    pub fn has_axis(self) -> bool {
+        self != Components::Scalar
+    }
+
+    /// The trailing component axis of this kind (`None` for [`Components::Scalar`]).
+    pub fn axis(self) -> Option<Axis> {
+        match self {
+            Components::Scalar => None,
+            Components::Complex => Some(Axis::new("component", 2, 1.0, 0.0, "")),
+            Components::Rgb => Some(Axis::new("channel", 3, 1.0, 0.0, "")),
+        }
+    }
+}
+
 /// Where a signal's pixels are: loaded into memory or left in the file.
 #[derive(Debug)]
 pub enum SignalData {
@@ -251,6 +297,9 @@ pub struct Signal {
     pub original_dtype: DType,
     /// The pixels.
     pub data: SignalData,
+    /// Whether the last axis holds the components of complex or colour pixels (see
+    /// [`Components`]); [`Components::Scalar`] for ordinary real-valued data.
+    pub components: Components,
     /// Normalised acquisition metadata.
     pub metadata: Metadata,
     /// This signal's original tags (e.g. DM `ImageTags`).
@@ -263,9 +312,15 @@ impl Signal {
         self.axes.iter().map(|a| a.size).collect()
     }
 
-    /// Signal kind from the navigation / signal dimensionality (see [`SignalKind`]).
+    /// Signal kind from the navigation / signal dimensionality (see [`SignalKind`]); a
+    /// trailing component axis ([`Components`]) is not counted, so an RGB or complex image is
+    /// an [`SignalKind::Image`].
     pub fn kind(&self) -> SignalKind {
-        let sig = self.axes.len().saturating_sub(self.nav_dims);
+        let sig = self
+            .axes
+            .len()
+            .saturating_sub(self.nav_dims)
+            .saturating_sub(usize::from(self.components.has_axis()));
         match (self.nav_dims, sig) {
             (0, 2) => SignalKind::Image,
             (0, 1) => SignalKind::Spectrum,

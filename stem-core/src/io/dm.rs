@@ -14,14 +14,26 @@
 //! (x, y, ...), so the numpy shape is their reverse. Spectrum images (x, y, E with energy the
 //! slowest) are transposed to `[y, x, E]`.
 //!
+//! Multi-number pixels get a trailing component axis ([`Components`]):
+//! * complex images (DataType 3 `complex64`, 13 `complex128`; the data array is a struct of two
+//!   `f32` / `f64`): `[..., 2]` = (real, imaginary), read in place (lazily when large);
+//! * RGB images (DataType 23, and 8): 4-byte words whose bytes, lowest first, are blue, green,
+//!   red and an unused pad byte (checked against RosettaSciIO on an edited `test-23.dm3`):
+//!   `[..., 3]` = (R, G, B), 0–255, always loaded. An RGB first image of a multi-image file is
+//!   the thumbnail and is skipped.
+//! * packed complex (DataType 5, half-plane FFTs) gives [`Error::Unsupported`].
+//!
 //! Hostile input: every count and length is checked against the bytes left before anything is
 //! allocated, and groups nest at most [`MAX_DEPTH`] deep.
 
 use super::common::{OpenOptions, RawBlock, Reader, file_title, sane_offset, sane_scale};
-use super::dataset::{Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, TagValue};
+use super::dataset::{
+    Components, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue,
+};
 use crate::axis::Axis;
 use crate::error::{Error, Result};
 use crate::frame_source::{DType, Endianness};
+use crate::hypercube::Hypercube;
 use std::path::Path;
 
 /// Deepest tag-group nesting accepted (real files nest about 10 deep).
@@ -185,21 +197,25 @@ impl<'a> Parser<'a> {
             }
             20 => {
                 let elem = at(1).ok_or_else(|| bad_info(&self.r))?;
-                let (elem_size, len) = if elem == 15 {
+                let (elem_size, len, elem_name) = if elem == 15 {
                     let fields = struct_fields(&info, 2).ok_or_else(|| bad_info(&self.r))?;
                     let size = fields
                         .iter()
                         .map(|&f| simple_size(f))
                         .sum::<Option<u64>>()
                         .ok_or_else(|| bad_info(&self.r))?;
-                    (size, *info.last().unwrap_or(&0))
+                    (size, *info.last().unwrap_or(&0), struct_type_name(&fields))
                 } else {
                     let size = simple_size(elem).ok_or_else(|| {
                         self.r.err(format!(
                             "tag {label:?}: arrays of DM type {elem} are not supported"
                         ))
                     })?;
-                    (size, at(2).ok_or_else(|| bad_info(&self.r))?)
+                    (
+                        size,
+                        at(2).ok_or_else(|| bad_info(&self.r))?,
+                        type_name(elem),
+                    )
                 };
                 let total = len
                     .checked_mul(elem_size)
@@ -222,7 +238,7 @@ impl<'a> Parser<'a> {
                     return Ok(TagValue::Numbers(values));
                 }
                 Ok(TagValue::Data {
-                    dtype: type_name(elem),
+                    dtype: elem_name,
                     len,
                     offset,
                 })
@@ -245,6 +261,17 @@ fn struct_fields(info: &[u64], start: usize) -> Option<Vec<u64>> {
             simple_size(t).map(|_| t)
         })
         .collect()
+}
+
+/// Element-type name of an array of structs: `"complex64"` / `"complex128"` for a pair of
+/// `f32` / `f64` fields (DM complex images), else `"struct"`.
+fn struct_type_name(fields: &[u64]) -> String {
+    match fields {
+        [6, 6] => "complex64",
+        [7, 7] => "complex128",
+        _ => "struct",
+    }
+    .into()
 }
 
 fn utf16(bytes: &[u8], order: Endianness) -> String {
@@ -335,36 +362,71 @@ fn metadata(title: &str, t: &TagValue) -> Metadata {
     }
 }
 
+/// How the elements of a DM image's data array become signal values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pixel {
+    /// One real number per element.
+    Real,
+    /// A `(real, imaginary)` pair of `f32` / `f64` per element (DataType 3 / 13): a trailing
+    /// component axis of 2, read in place.
+    Complex,
+    /// A 4-byte word per element holding blue, green, red and a padding byte in its low to high
+    /// bytes (DataType 23 "RGB", and the older 8): a trailing channel axis, reordered to R, G, B.
+    Bgra,
+}
+
+/// DM image data types holding 4-byte RGB words.
+fn is_rgb(data_type: i64) -> bool {
+    matches!(data_type, 8 | 23)
+}
+
 /// Builds the raw-block description of image `index` of `ImageList`, or `None` for images that
-/// are skipped (thumbnails, RGB).
+/// are skipped (thumbnails: an RGB or otherwise unreadable first image of a file that holds
+/// more than one).
 fn image_block(
     image: &TagValue,
     index: usize,
     n_images: usize,
     order: Endianness,
     path: &Path,
-) -> Result<Option<RawBlock>> {
+) -> Result<Option<(RawBlock, Pixel)>> {
     let bad = |reason: String| Error::invalid_file(path, format!("DM image {index}: {reason}"));
     let data_type = num(image, "ImageData/DataType").unwrap_or(-1.0) as i64;
-    if data_type == 23 && n_images > 1 {
+    let thumbnail_slot = index == 0 && n_images > 1;
+    if is_rgb(data_type) && thumbnail_slot {
         return Ok(None); // RGB thumbnail.
     }
     let Some(TagValue::Data { dtype, len, offset }) = image.get_path("ImageData/Data") else {
         return Err(bad("no ImageData/Data array".into()));
     };
-    let dt = match dtype.as_str() {
-        "i16" => DType::I16,
-        "i32" => DType::I32,
-        "u16" => DType::U16,
-        "u32" => DType::U32,
-        "f32" => DType::F32,
-        "f64" => DType::F64,
-        "u8" => DType::U8,
-        "i8" => DType::I8,
-        "i64" => DType::I64,
-        "u64" => DType::U64,
-        other => {
-            if index == 0 && n_images > 1 {
+    let (dt, pixel) = match (dtype.as_str(), data_type) {
+        (_, 5) => {
+            return Err(Error::Unsupported {
+                what: "DM packed-complex image (DataType 5, a half-plane FFT); convert it to \
+                       complex in DigitalMicrograph"
+                    .into(),
+            });
+        }
+        ("i32" | "u32", d) if is_rgb(d) => (DType::U8, Pixel::Bgra),
+        (other, d) if is_rgb(d) => {
+            return Err(Error::Unsupported {
+                what: format!("DM RGB image (DataType {d}) stored as {other} elements"),
+            });
+        }
+        ("complex64", _) => (DType::F32, Pixel::Complex),
+        ("complex128", _) => (DType::F64, Pixel::Complex),
+        ("i16", _) => (DType::I16, Pixel::Real),
+        ("i32", _) => (DType::I32, Pixel::Real),
+        ("u16", _) => (DType::U16, Pixel::Real),
+        ("u32", _) => (DType::U32, Pixel::Real),
+        ("f32", _) => (DType::F32, Pixel::Real),
+        ("f64", _) => (DType::F64, Pixel::Real),
+        ("u8", _) => (DType::U8, Pixel::Real),
+        ("i8", _) => (DType::I8, Pixel::Real),
+        ("i64", _) => (DType::I64, Pixel::Real),
+        ("u64", _) => (DType::U64, Pixel::Real),
+        (other, _) => {
+            if thumbnail_slot {
                 return Ok(None);
             }
             return Err(Error::Unsupported {
@@ -372,11 +434,6 @@ fn image_block(
             });
         }
     };
-    if data_type == 23 {
-        return Err(Error::Unsupported {
-            what: "DM RGB image".into(),
-        });
-    }
     let dims: Vec<usize> = image
         .get_path("ImageData/Dimensions")
         .map(|d| {
@@ -429,9 +486,9 @@ fn image_block(
         )
     };
     let n = dims.len();
-    let file_shape: Vec<usize> = dims.iter().rev().copied().collect();
+    let mut file_shape: Vec<usize> = dims.iter().rev().copied().collect();
     let spectral = format.contains("spectrum");
-    let (axes, nav_dims, permutation) = match (n, spectral) {
+    let (mut axes, nav_dims, mut permutation) = match (n, spectral) {
         (1, _) => (vec![dm_axis(0, "energy")], 0, None),
         (2, true) => (vec![dm_axis(1, "x"), dm_axis(0, "energy")], 1, None),
         (2, false) => (vec![dm_axis(1, "y"), dm_axis(0, "x")], 0, None),
@@ -456,19 +513,59 @@ fn image_block(
             None,
         ),
     };
-    Ok(Some(RawBlock {
-        metadata: metadata(&title, &tags),
-        title,
-        file_shape,
-        axes,
-        nav_dims,
-        permutation,
-        dtype: dt,
-        endianness: order,
-        offset: *offset,
-        frame_header_bytes: 0,
-        tags,
-    }))
+    // Multi-number pixels: one more, trailing file axis (interleaved in the file), kept last.
+    let components = match pixel {
+        Pixel::Real => None,
+        Pixel::Complex => Some(Axis::new("component", 2, 1.0, 0.0, "")),
+        Pixel::Bgra => Some(Axis::new("channel", 4, 1.0, 0.0, "")),
+    };
+    if let Some(axis) = components {
+        file_shape.push(axis.size);
+        axes.push(axis);
+        if let Some(p) = permutation.as_mut() {
+            p.push(n);
+        }
+    }
+    Ok(Some((
+        RawBlock {
+            metadata: metadata(&title, &tags),
+            title,
+            file_shape,
+            axes,
+            nav_dims,
+            permutation,
+            dtype: dt,
+            endianness: order,
+            offset: *offset,
+            frame_header_bytes: 0,
+            tags,
+        },
+        pixel,
+    )))
+}
+
+/// Turns a loaded `[..., 4]` signal of B, G, R, pad bytes (as the 4-byte words lie in the
+/// file's data byte order) into `[..., 3]` R, G, B.
+fn bgra_to_rgb(mut signal: Signal, order: Endianness, path: &Path) -> Result<Signal> {
+    let SignalData::Loaded(cube) = &signal.data else {
+        return Err(Error::invalid_file(path, "DM RGB data was not loaded"));
+    };
+    let last = cube.data().ndim().saturating_sub(1);
+    // A little-endian word B | G << 8 | R << 16 lies as bytes B, G, R, pad; a big-endian one
+    // as pad, R, G, B.
+    let rgb: [usize; 3] = match order {
+        Endianness::Little => [2, 1, 0],
+        Endianness::Big => [1, 2, 3],
+    };
+    let data = cube.data().select(ndarray::Axis(last), &rgb);
+    let mut axes = signal.axes.clone();
+    if let (Some(a), Some(channel)) = (axes.last_mut(), Components::Rgb.axis()) {
+        *a = channel;
+    }
+    signal.data = SignalData::Loaded(Hypercube::with_axes(data, axes.clone(), signal.nav_dims)?);
+    signal.axes = axes;
+    signal.components = Components::Rgb;
+    Ok(signal)
 }
 
 /// Reads a DM3 / DM4 file held in `bytes`.
@@ -482,13 +579,33 @@ pub(crate) fn read(
     let images = root.get("ImageList").map(TagValue::entries).unwrap_or(&[]);
     let mut signals: Vec<Signal> = Vec::new();
     for (i, (_, image)) in images.iter().enumerate() {
-        if let Some(block) = image_block(image, i, images.len(), order, err_path)? {
-            signals.push(block.into_signal(bytes, path, options, err_path)?);
-        }
+        let Some((block, pixel)) = image_block(image, i, images.len(), order, err_path)? else {
+            continue;
+        };
+        let signal = match pixel {
+            Pixel::Real => block.into_signal(bytes, path, options, err_path)?,
+            Pixel::Complex => {
+                let mut signal = block.into_signal(bytes, path, options, err_path)?;
+                signal.components = Components::Complex;
+                signal
+            }
+            Pixel::Bgra => {
+                // Loaded (the channels are reordered): RGB images are small.
+                let load = OpenOptions {
+                    lazy_threshold_bytes: u64::MAX,
+                };
+                bgra_to_rgb(
+                    block.into_signal(bytes, path, &load, err_path)?,
+                    order,
+                    err_path,
+                )?
+            }
+        };
+        signals.push(signal);
     }
     if signals.is_empty() {
         return Err(Error::Unsupported {
-            what: "DM file holding only RGB / thumbnail images".into(),
+            what: "DM file holding only thumbnail images".into(),
         });
     }
     Ok(Dataset {

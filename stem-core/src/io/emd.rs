@@ -40,7 +40,8 @@
 
 use super::common::{OpenOptions, file_title, sane_offset, sane_scale};
 use super::dataset::{
-    ChunkedSource, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue,
+    ChunkedSource, Components, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData,
+    TagValue,
 };
 use crate::axis::Axis;
 use crate::error::{Error, Result};
@@ -622,6 +623,7 @@ fn make_signal(
             nav_dims: layout.nav_dims,
             original_dtype: dtype,
             data: SignalData::Chunked(ChunkedSource::new(Box::new(source))),
+            components: Components::Scalar,
             metadata,
             tags,
         });
@@ -657,6 +659,7 @@ fn make_signal(
         nav_dims: layout.nav_dims,
         original_dtype: dtype,
         data: SignalData::Loaded(cube),
+        components: Components::Scalar,
         metadata,
         tags,
     })

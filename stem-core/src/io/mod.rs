@@ -20,7 +20,10 @@
 //!
 //! Pixels are delivered as `f32` (what every algorithm of the workspace consumes); the stored
 //! element type is kept in [`Signal::original_dtype`]. Integer data up to 2^24 (all detector
-//! counts in practice) convert exactly.
+//! counts in practice) convert exactly. Complex (DM) and colour (DM, TIFF RGB) pixels get a
+//! trailing component axis, `[..., 2]` (real, imaginary) or `[..., 3]` (R, G, B), flagged by
+//! [`Signal::components`] ([`Components`]); palette TIFF images are their colour indices with
+//! the colour map in the tags ([`tiff::palette_to_rgb`] applies it).
 //!
 //! Hostile input: every parser reads through a bounds-checked cursor, checks counts and sizes
 //! against the bytes the file holds before allocating, and bounds tag-tree recursion; bad files
@@ -73,7 +76,8 @@ pub mod zarr;
 
 pub use common::OpenOptions;
 pub use dataset::{
-    ChunkedSource, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue,
+    ChunkedSource, Components, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData,
+    TagValue,
 };
 
 use crate::error::{Error, Result};
@@ -150,8 +154,8 @@ pub fn open(path: impl AsRef<Path>) -> Result<Dataset> {
 ///
 /// # Errors
 /// * [`Error::Io`] if the file cannot be opened or mapped;
-/// * [`Error::Unsupported`] for an unknown format or an unsupported variant (complex or RGB
-///   data, compressed TIFF strips, ...);
+/// * [`Error::Unsupported`] for an unknown format or an unsupported variant (DM packed
+///   complex, TIFF CMYK / RGBA, MIB raw mode, ...);
 /// * [`Error::InvalidFile`] for a truncated or corrupted file.
 pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Dataset> {
     let path = path.as_ref();

@@ -19,7 +19,7 @@
 //! type and shape.
 
 use super::common::{Reader, decode_f32, sane_offset, sane_scale};
-use super::dataset::{Dataset, Format, Metadata, Signal, SignalData, TagValue};
+use super::dataset::{Components, Dataset, Format, Metadata, Signal, SignalData, TagValue};
 use crate::axis::Axis;
 use crate::error::{Error, Result};
 use crate::frame_source::{DType, Endianness};
@@ -320,6 +320,7 @@ pub(crate) fn read(
             nav_dims,
             original_dtype: dtype,
             data: SignalData::Loaded(cube),
+            components: Components::Scalar,
             metadata,
             tags: tags.clone(),
         }],

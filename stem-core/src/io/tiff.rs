@@ -10,13 +10,19 @@
 //! * otherwise uncalibrated pixels (the 72-dpi style resolutions of ordinary TIFFs are
 //!   ignored).
 //!
-//! RGB / CMYK / multi-channel images give [`Error::Unsupported`]; palette images are read as
-//! their index values. The decoder's buffer limit is bounded by the file size (64× for
+//! Colour: RGB images (8 / 16 bits per sample, `PhotometricInterpretation` 2) are read as
+//! `[(frame,) y, x, 3]` with [`Components::Rgb`]; palette (indexed-colour, photometric 3)
+//! images are read as their colour indices, with the colour map (TIFF tag 320, 16-bit R, G, B
+//! per index) in the signal's tags as `ColorMap/{red, green, blue}` for palettes of at most
+//! [`MAX_INLINE_ARRAY`] colours; [`palette_to_rgb`] maps the indices through it. CMYK, RGBA and
+//! other multi-channel images give [`Error::Unsupported`]. The decoder's buffer limit is bounded by the file size (64× for
 //! compressed data, at least 16 MiB), so a small hostile file cannot request a large
 //! allocation.
 
 use super::common::{file_title, sane_offset, sane_scale};
-use super::dataset::{Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue};
+use super::dataset::{
+    Components, Dataset, Format, MAX_INLINE_ARRAY, Metadata, Signal, SignalData, TagValue,
+};
 use crate::axis::Axis;
 use crate::error::{Error, Result};
 use crate::frame_source::DType;
@@ -111,11 +117,79 @@ fn append(result: DecodingResult, out: &mut Vec<f32>) -> DType {
     }
 }
 
+/// Most IFD entries [`prescan`] looks at in one file (bounds its time on hostile IFD chains).
+const MAX_PRESCAN_ENTRIES: usize = 1 << 20;
+
+/// Walks the IFD chain (classic and BigTIFF) before the `tiff` crate sees the file and rejects
+/// the entries that make `tiff` 0.10 panic: a `BitsPerSample` (258) or `SampleFormat` (339)
+/// list that is empty or not of an unsigned-integer type (it decodes to an empty list; both
+/// found by the `tiff` fuzz target, `stem-core/tests/fuzz_regressions/`). Anything
+/// else that is malformed is left to the decoder, which reports it.
+fn prescan(bytes: &[u8], err_path: &Path) -> Result<()> {
+    let le = match bytes.get(..2) {
+        Some(b"II") => true,
+        Some(b"MM") => false,
+        _ => return Ok(()),
+    };
+    let get = |o: usize, n: usize| -> Option<u64> {
+        let b = bytes.get(o..o.checked_add(n)?)?;
+        Some(if le {
+            b.iter().rev().fold(0u64, |a, &x| a << 8 | u64::from(x))
+        } else {
+            b.iter().fold(0u64, |a, &x| a << 8 | u64::from(x))
+        })
+    };
+    let big = get(2, 2) == Some(43);
+    // (count field width, entry size, offset of the entry count width).
+    let (count_w, entry, n_w) = if big { (8, 20, 8) } else { (4, 12, 2) };
+    let mut next = get(4 + 4 * usize::from(big), if big { 8 } else { 4 });
+    let mut visited = std::collections::HashSet::new();
+    let mut scanned = 0usize;
+    while let Some(off) = next.filter(|&o| o != 0) {
+        let Ok(off) = usize::try_from(off) else { break };
+        if !visited.insert(off) {
+            break; // an IFD loop: the decoder reports it
+        }
+        let Some(n) = get(off, n_w).and_then(|n| usize::try_from(n).ok()) else {
+            break;
+        };
+        let first = off + n_w;
+        for i in 0..n {
+            scanned += 1;
+            if scanned > MAX_PRESCAN_ENTRIES {
+                return Ok(());
+            }
+            let e = first + i * entry;
+            let (Some(tag), Some(typ), Some(count)) =
+                (get(e, 2), get(e + 2, 2), get(e + 4, count_w))
+            else {
+                return Ok(());
+            };
+            // BYTE, SHORT, LONG, LONG8: other types (e.g. ASCII) decode to an empty list.
+            if matches!(tag, 258 | 339) && (count == 0 || !matches!(typ, 1 | 3 | 4 | 16)) {
+                return Err(Error::invalid_file(
+                    err_path,
+                    format!(
+                        "TIFF: IFD at offset {off} has tag {tag} as {count} values of type {typ} \
+                         (an unsigned-integer list expected)"
+                    ),
+                ));
+            }
+        }
+        next = n
+            .checked_mul(entry)
+            .and_then(|b| get(first.checked_add(b)?, count_w));
+    }
+    Ok(())
+}
+
 /// Reads a TIFF file held in `bytes`.
 ///
-/// The `tiff` crate (0.10) panics on some corrupted files (found by the mutation tests, e.g. an
-/// empty `SampleFormat` list); such a panic is caught and reported as [`Error::InvalidFile`].
+/// The `tiff` crate (0.10) panics on some corrupted files (e.g. an empty `SampleFormat` list):
+/// [`prescan`] rejects the known cases first; any other panic of the decoder is still caught
+/// and reported as [`Error::InvalidFile`].
 pub(crate) fn read(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
+    prescan(bytes, err_path)?;
     std::panic::catch_unwind(|| read_inner(bytes, err_path)).unwrap_or_else(|_| {
         Err(Error::invalid_file(
             err_path,
@@ -133,15 +207,21 @@ fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
         .map_err(e)?
         .with_limits(limits);
     let (w, h) = dec.dimensions().map_err(e)?;
-    let color = dec.colortype().map_err(e)?;
-    match color {
-        ColorType::Gray(_) | ColorType::Palette(_) => {}
+    // The `tiff` crate (0.10) does not decode palette images: those are read here.
+    let palette_bits = palette_bits(&mut dec).map_err(e)?;
+    let color = match palette_bits {
+        Some(bits) => ColorType::Palette(bits),
+        None => dec.colortype().map_err(e)?,
+    };
+    let samples = match color {
+        ColorType::Gray(_) | ColorType::Palette(_) => 1,
+        ColorType::RGB(8 | 16) => 3,
         c => {
             return Err(Error::Unsupported {
-                what: format!("TIFF colour type {c:?} (only grey-level images)"),
+                what: format!("TIFF colour type {c:?} (grey-level, palette and RGB images only)"),
             });
         }
-    }
+    };
     let mut tags = TagValue::group();
     let mut skipped = 0usize;
     for t in dec.tag_iter() {
@@ -182,9 +262,16 @@ fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
     let mut dtype = DType::U8;
     let mut pages = 0usize;
     loop {
-        let same = dec.dimensions().map_err(e)? == (w, h) && dec.colortype().map_err(e)? == color;
+        let same = dec.dimensions().map_err(e)? == (w, h)
+            && match palette_bits {
+                Some(bits) => palette_bits_of_page(&mut dec).map_err(e)? == Some(bits),
+                None => dec.colortype().map_err(e)? == color,
+            };
         if same {
-            dtype = append(dec.read_image().map_err(e)?, &mut data);
+            dtype = match palette_bits {
+                Some(bits) => read_palette_page(&mut dec, bytes, bits, err_path, &mut data)?,
+                None => append(dec.read_image().map_err(e)?, &mut data),
+            };
             pages += 1;
         }
         if !dec.more_images() || pages >= MAX_PAGES {
@@ -193,15 +280,23 @@ fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
         dec.next_image().map_err(e)?;
     }
     let (w, h) = (w as usize, h as usize);
-    if data.len() != pages * w * h {
+    if Some(data.len())
+        != pages
+            .checked_mul(w * h)
+            .and_then(|n| n.checked_mul(samples))
+    {
         return Err(Error::invalid_file(
             err_path,
             format!(
-                "TIFF pages decode to {} values, expected {pages} x {h} x {w}",
+                "TIFF pages decode to {} values, expected {pages} x {h} x {w} x {samples}",
                 data.len()
             ),
         ));
     }
+    let palette = match color {
+        ColorType::Palette(bits) => Some(colour_map(&mut dec, bits, err_path)?),
+        _ => None,
+    };
     // Calibration.
     let description = txt(&tags, "ImageDescription").unwrap_or_default();
     let ij: Vec<(String, String)> = if description.starts_with("ImageJ=") {
@@ -275,11 +370,20 @@ fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
             z.scale = sane_scale(s);
         }
     }
-    let (shape, axes, nav_dims) = if pages == 1 {
+    let (mut shape, mut axes, nav_dims) = if pages == 1 {
         (vec![h, w], vec![y, x], 0)
     } else {
         (vec![pages, h, w], vec![z, y, x], 1)
     };
+    let components = if samples == 3 {
+        Components::Rgb
+    } else {
+        Components::Scalar
+    };
+    if let Some(channel) = components.axis() {
+        shape.push(channel.size);
+        axes.push(channel);
+    }
     let array = ArrayD::from_shape_vec(IxDyn(&shape), data).map_err(|_| Error::ShapeMismatch {
         expected: shape.clone(),
         found: vec![pages * w * h],
@@ -292,6 +396,22 @@ fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
         microscope: txt(&tags, "Model"),
         ..Metadata::default()
     };
+    let mut signal_tags = tags.clone();
+    if let Some(map) = palette.filter(|m| m[0].len() <= MAX_INLINE_ARRAY) {
+        let [r, g, b] = map.map(|c| TagValue::Numbers(c.iter().map(|&v| f64::from(v)).collect()));
+        // Replaces the file tag's long-array stub of the same name.
+        if let TagValue::Group(entries) = &mut signal_tags {
+            entries.retain(|(name, _)| name != "ColorMap");
+        }
+        signal_tags.push(
+            "ColorMap",
+            TagValue::Group(vec![
+                ("red".into(), r),
+                ("green".into(), g),
+                ("blue".into(), b),
+            ]),
+        );
+    }
     Ok(Dataset {
         format: Format::Tiff,
         signals: vec![Signal {
@@ -300,10 +420,267 @@ fn read_inner(bytes: &[u8], err_path: &Path) -> Result<Dataset> {
             nav_dims,
             original_dtype: dtype,
             data: SignalData::Loaded(cube),
+            components,
             metadata,
-            tags: tags.clone(),
+            tags: signal_tags,
         }],
         tags,
+    })
+}
+
+/// Bits per index of the first page when it is a palette image (`PhotometricInterpretation`
+/// 3), else `None`.
+fn palette_bits<R: std::io::Read + std::io::Seek>(
+    dec: &mut Decoder<R>,
+) -> tiff::TiffResult<Option<u8>> {
+    palette_bits_of_page(dec)
+}
+
+/// As [`palette_bits`] for the decoder's current page.
+fn palette_bits_of_page<R: std::io::Read + std::io::Seek>(
+    dec: &mut Decoder<R>,
+) -> tiff::TiffResult<Option<u8>> {
+    if dec.find_tag_unsigned::<u16>(Tag::PhotometricInterpretation)? != Some(3) {
+        return Ok(None);
+    }
+    let bits = dec
+        .find_tag_unsigned_vec::<u16>(Tag::BitsPerSample)?
+        .unwrap_or_else(|| vec![1]);
+    // An unreadable depth becomes 0 and is rejected by the page reader.
+    Ok(Some(match bits.as_slice() {
+        [b] => u8::try_from(*b).unwrap_or(0),
+        _ => 0,
+    }))
+}
+
+/// Appends the colour indices of the current page of an uncompressed, stripped palette image
+/// (1, 2, 4, 8 or 16 bits per index, rows padded to whole bytes, most significant bits first)
+/// to `out`. Every strip is checked to lie inside the file before it is read.
+fn read_palette_page<R: std::io::Read + std::io::Seek>(
+    dec: &mut Decoder<R>,
+    bytes: &[u8],
+    bits: u8,
+    err_path: &Path,
+    out: &mut Vec<f32>,
+) -> Result<DType> {
+    let e = |x| tiff_err(err_path, x);
+    let bad = |r: String| Error::invalid_file(err_path, format!("palette TIFF: {r}"));
+    if !matches!(bits, 1 | 2 | 4 | 8 | 16) {
+        return Err(Error::Unsupported {
+            what: format!("palette TIFF with {bits} bits per index"),
+        });
+    }
+    let samples = dec
+        .find_tag_unsigned::<u16>(Tag::SamplesPerPixel)
+        .map_err(e)?
+        .unwrap_or(1);
+    let compression = dec
+        .find_tag_unsigned::<u16>(Tag::Compression)
+        .map_err(e)?
+        .unwrap_or(1);
+    if samples != 1 || compression != 1 {
+        return Err(Error::Unsupported {
+            what: format!(
+                "palette TIFF with {samples} samples per pixel and compression {compression} \
+                 (uncompressed single-sample palettes only)"
+            ),
+        });
+    }
+    if dec.find_tag(Tag::TileOffsets).map_err(e)?.is_some() {
+        return Err(Error::Unsupported {
+            what: "tiled palette TIFF".into(),
+        });
+    }
+    let (w, h) = dec.dimensions().map_err(e)?;
+    let (w, h) = (w as usize, h as usize);
+    let rows_per_strip = dec
+        .find_tag_unsigned::<u64>(Tag::RowsPerStrip)
+        .map_err(e)?
+        .map_or(h, |r| usize::try_from(r).unwrap_or(usize::MAX).min(h))
+        .max(1);
+    let offsets = dec
+        .find_tag_unsigned_vec::<u64>(Tag::StripOffsets)
+        .map_err(e)?
+        .ok_or_else(|| bad("no StripOffsets".into()))?;
+    let bits = usize::from(bits);
+    let stride = w
+        .checked_mul(bits)
+        .map(|b| b.div_ceil(8))
+        .ok_or_else(|| bad(format!("width {w} overflows")))?;
+    let n_strips = h.div_ceil(rows_per_strip);
+    if offsets.len() < n_strips {
+        return Err(bad(format!(
+            "{} strip offsets for {n_strips} strips of {rows_per_strip} rows",
+            offsets.len()
+        )));
+    }
+    // The page must fit in the file before anything is allocated.
+    let page_bytes = stride
+        .checked_mul(h)
+        .filter(|&n| n <= bytes.len())
+        .ok_or_else(|| bad(format!("{h} rows of {stride} bytes exceed the file")))?;
+    out.reserve(page_bytes.saturating_mul(8) / bits);
+    let big = bytes.starts_with(b"MM");
+    for (s, &offset) in offsets.iter().take(n_strips).enumerate() {
+        let rows = rows_per_strip.min(h - s * rows_per_strip);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let strip = start
+            .checked_add(rows * stride)
+            .and_then(|end| bytes.get(start..end))
+            .ok_or_else(|| bad(format!("strip {s} at offset {offset} is past the end")))?;
+        for row in strip.chunks_exact(stride) {
+            match bits {
+                8 => out.extend(row.iter().map(|&v| f32::from(v))),
+                16 => out.extend(row.chunks_exact(2).map(|c| {
+                    f32::from(if big {
+                        u16::from_be_bytes([c[0], c[1]])
+                    } else {
+                        u16::from_le_bytes([c[0], c[1]])
+                    })
+                })),
+                _ => {
+                    let per_byte = 8 / bits;
+                    let mask = (1u8 << bits) - 1;
+                    out.extend(
+                        row.iter()
+                            .flat_map(|&byte| {
+                                (0..per_byte).map(move |k| (byte >> (8 - bits * (k + 1))) & mask)
+                            })
+                            .take(w)
+                            .map(f32::from),
+                    );
+                }
+            }
+        }
+    }
+    Ok(if bits == 16 { DType::U16 } else { DType::U8 })
+}
+
+/// The colour map of a palette image: `2^bits` red, green and blue values (16-bit).
+fn colour_map<R: std::io::Read + std::io::Seek>(
+    dec: &mut Decoder<R>,
+    bits: u8,
+    err_path: &Path,
+) -> Result<[Vec<u16>; 3]> {
+    let bad = |r: String| Error::invalid_file(err_path, r);
+    if bits == 0 || bits > 16 {
+        return Err(bad(format!("palette TIFF with {bits} bits per index")));
+    }
+    let n = 1usize << bits;
+    let values: Vec<u16> = match dec.find_tag(Tag::ColorMap) {
+        Ok(Some(Value::List(l))) => l
+            .iter()
+            .map(|v| value_f64(v).filter(|x| (0.0..=65535.0).contains(x)))
+            .map(|v| v.map(|x| x as u16))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("palette TIFF: colour map entries are not 16-bit".into()))?,
+        _ => return Err(bad("palette TIFF without a ColorMap tag".into())),
+    };
+    if values.len() != 3 * n {
+        return Err(bad(format!(
+            "palette TIFF: colour map holds {} values, {bits}-bit indices need 3 x {n}",
+            values.len()
+        )));
+    }
+    Ok([
+        values[..n].to_vec(),
+        values[n..2 * n].to_vec(),
+        values[2 * n..].to_vec(),
+    ])
+}
+
+/// Maps the colour indices of a palette TIFF signal (as [`open`](super::open) reads it)
+/// through the colour map in its tags (`ColorMap/{red, green, blue}`) to an RGB signal,
+/// `[(frame,) y, x, 3]` with [`Components::Rgb`], in the colour map's 16-bit units (0–65535).
+/// Axes, metadata and tags are kept.
+///
+/// ```
+/// use stem_core::io::{Components, open, tiff::palette_to_rgb};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("palette.tif");
+/// # // A 2 x 3 palette TIFF with 8-bit indices: 0 = black, 1 = red.
+/// # let mut f = Vec::new();
+/// # f.extend_from_slice(b"II*\0");
+/// # f.extend_from_slice(&8u32.to_le_bytes());
+/// # let entries: [(u16, u16, u32, u32); 9] = [
+/// #     (256, 3, 1, 3), (257, 3, 1, 2), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 3),
+/// #     (273, 4, 1, 122), (278, 3, 1, 2), (279, 4, 1, 6), (320, 3, 768, 128)];
+/// # f.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+/// # for (tag, typ, count, value) in entries {
+/// #     f.extend_from_slice(&tag.to_le_bytes());
+/// #     f.extend_from_slice(&typ.to_le_bytes());
+/// #     f.extend_from_slice(&count.to_le_bytes());
+/// #     f.extend_from_slice(&value.to_le_bytes());
+/// # }
+/// # f.extend_from_slice(&0u32.to_le_bytes());
+/// # assert_eq!(f.len(), 122);
+/// # f.extend_from_slice(&[0, 1, 0, 1, 0, 1]); // rows 0 1 0 / 1 0 1
+/// # let mut map = vec![0u16; 768];
+/// # map[1] = 65535; // red of index 1
+/// # for v in map { f.extend_from_slice(&v.to_le_bytes()); }
+/// # std::fs::write(&path, &f)?;
+/// let indexed = open(&path)?.signals.remove(0);
+/// assert_eq!(indexed.shape(), vec![2, 3]);
+/// let rgb = palette_to_rgb(&indexed)?;
+/// assert_eq!(rgb.components, Components::Rgb);
+/// assert_eq!(rgb.shape(), vec![2, 3, 3]);
+/// let cube = rgb.to_hypercube()?;
+/// assert_eq!(cube.data()[[0, 1, 0]], 65535.0); // index 1 = red
+/// assert_eq!(cube.data()[[0, 0, 0]], 0.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] if the signal has no colour map in its tags, already has
+/// components, or holds an index outside the colour map; the signal's read errors.
+pub fn palette_to_rgb(signal: &Signal) -> Result<Signal> {
+    let channel = |name: &str| match signal.tags.get_path(&format!("ColorMap/{name}")) {
+        Some(TagValue::Numbers(v)) => Ok(v.as_slice()),
+        _ => Err(Error::invalid(
+            "signal",
+            format!(
+                "{:?} has no ColorMap/{name} tag (not a palette TIFF image)",
+                signal.title
+            ),
+        )),
+    };
+    let (r, g, b) = (channel("red")?, channel("green")?, channel("blue")?);
+    if signal.components.has_axis() {
+        return Err(Error::invalid(
+            "signal",
+            format!("{:?} already has a component axis", signal.title),
+        ));
+    }
+    let n = r.len().min(g.len()).min(b.len());
+    let cube = signal.to_hypercube()?;
+    let mut out = Vec::with_capacity(cube.data().len() * 3);
+    for &v in cube.data() {
+        let i = v as usize;
+        if v < 0.0 || v.fract() != 0.0 || i >= n {
+            return Err(Error::invalid(
+                "signal",
+                format!("colour index {v} outside the {n}-entry colour map"),
+            ));
+        }
+        out.extend([r[i] as f32, g[i] as f32, b[i] as f32]);
+    }
+    let mut shape = signal.shape();
+    shape.push(3);
+    let mut axes = signal.axes.clone();
+    axes.extend(Components::Rgb.axis());
+    let data = ArrayD::from_shape_vec(IxDyn(&shape), out).map_err(|_| Error::ShapeMismatch {
+        expected: shape.clone(),
+        found: vec![cube.data().len() * 3],
+    })?;
+    Ok(Signal {
+        title: signal.title.clone(),
+        axes: axes.clone(),
+        nav_dims: signal.nav_dims,
+        original_dtype: DType::U16,
+        data: SignalData::Loaded(Hypercube::with_axes(data, axes, signal.nav_dims)?),
+        components: Components::Rgb,
+        metadata: signal.metadata.clone(),
+        tags: signal.tags.clone(),
     })
 }
 

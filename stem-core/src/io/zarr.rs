@@ -41,7 +41,9 @@
 //! # Ok::<(), stem_core::Error>(())
 //! ```
 
-use super::dataset::{ChunkedSource, Dataset, Format, Metadata, Signal, SignalData, TagValue};
+use super::dataset::{
+    ChunkedSource, Components, Dataset, Format, Metadata, Signal, SignalData, TagValue,
+};
 use crate::axis::Axis;
 use crate::error::{Error, Result};
 use crate::frame_source::{DType, FrameSource, check_read};
@@ -448,6 +450,7 @@ fn parse(text: &[u8], dir: &Path, meta_path: &Path) -> Result<Dataset> {
         nav_dims,
         original_dtype: dtype,
         data: SignalData::Chunked(ChunkedSource::new(Box::new(source))),
+        components: Components::Scalar,
         metadata: Metadata {
             title: Some(title),
             ..Metadata::default()

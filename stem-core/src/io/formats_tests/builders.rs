@@ -14,6 +14,12 @@ pub(super) enum DmPixels {
     F64(Vec<f64>),
     I64(Vec<i64>),
     U64(Vec<u64>),
+    /// complex64 (DataType 3): (re, im) pairs, a struct array of two f32.
+    C64(Vec<(f32, f32)>),
+    /// complex128 (DataType 13): (re, im) pairs, a struct array of two f64.
+    C128(Vec<(f64, f64)>),
+    /// RGB (DataType 23): (r, g, b) written as u32 words `b | g << 8 | r << 16`.
+    Rgb(Vec<(u8, u8, u8)>),
 }
 
 macro_rules! enc {
@@ -43,6 +49,12 @@ impl DmPixels {
             DmPixels::F64(v) => v.iter().map(|&x| x as f32).collect(),
             DmPixels::I64(v) => v.iter().map(|&x| x as f32).collect(),
             DmPixels::U64(v) => v.iter().map(|&x| x as f32).collect(),
+            DmPixels::C64(v) => v.iter().flat_map(|&(r, i)| [r, i]).collect(),
+            DmPixels::C128(v) => v.iter().flat_map(|&(r, i)| [r as f32, i as f32]).collect(),
+            DmPixels::Rgb(v) => v
+                .iter()
+                .flat_map(|&(r, g, b)| [f32::from(r), f32::from(g), f32::from(b)])
+                .collect(),
         }
     }
 
@@ -59,9 +71,28 @@ impl DmPixels {
             DmPixels::F64(v) => (7, 12, v.len(), enc!(v, le)),
             DmPixels::I64(v) => (11, 0, v.len(), enc!(v, le)),
             DmPixels::U64(v) => (12, 0, v.len(), enc!(v, le)),
+            DmPixels::C64(v) => {
+                let flat: Vec<f32> = v.iter().flat_map(|&(r, i)| [r, i]).collect();
+                (STRUCT_F32_PAIR, 3, v.len(), enc!(flat, le))
+            }
+            DmPixels::C128(v) => {
+                let flat: Vec<f64> = v.iter().flat_map(|&(r, i)| [r, i]).collect();
+                (STRUCT_F64_PAIR, 13, v.len(), enc!(flat, le))
+            }
+            DmPixels::Rgb(v) => {
+                let words: Vec<u32> = v
+                    .iter()
+                    .map(|&(r, g, b)| u32::from(b) | u32::from(g) << 8 | u32::from(r) << 16)
+                    .collect();
+                (5, 23, v.len(), enc!(words, le))
+            }
         }
     }
 }
+
+/// Pseudo element types of the builder: struct arrays of two f32 / two f64 fields.
+const STRUCT_F32_PAIR: u64 = 1006;
+const STRUCT_F64_PAIR: u64 = 1007;
 
 /// A DM tag tree node for the builder.
 enum N {
@@ -103,6 +134,16 @@ impl W {
                     self.out.extend_from_slice(b"%%%%");
                     self.count(1);
                     self.count(*t);
+                    self.out.extend_from_slice(b);
+                }
+                N::A(t @ (STRUCT_F32_PAIR | STRUCT_F64_PAIR), len, b) => {
+                    // Array of struct {name_len 0, 2 fields: (0, f), (0, f)}.
+                    let f = t - 1000;
+                    self.out.extend_from_slice(b"%%%%");
+                    self.count(9);
+                    for word in [20, 15, 0, 2, 0, f, 0, f, *len] {
+                        self.count(word);
+                    }
                     self.out.extend_from_slice(b);
                 }
                 N::A(t, len, b) => {
@@ -337,4 +378,47 @@ pub(super) fn ser_images(images: &[Vec<i16>], nx: u32, ny: u32) -> Vec<u8> {
         b.extend_from_slice(&0u32.to_le_bytes()); // tag offsets (unused)
     }
     b
+}
+
+/// A little-endian, uncompressed, single-strip palette TIFF: `width` x `height` 8-bit colour
+/// indices and a 256-entry colour map (`map[c][i]` = channel c of colour i).
+pub(super) fn palette_tiff(
+    width: u16,
+    height: u16,
+    indices: &[u8],
+    map: &[[u16; 256]; 3],
+) -> Vec<u8> {
+    let n_entries = 9u16;
+    let ifd_end = 8 + 2 + 12 * u32::from(n_entries) + 4;
+    let strip = ifd_end;
+    let cmap = strip + indices.len() as u32;
+    let entries: [(u16, u16, u32, u32); 9] = [
+        (256, 3, 1, u32::from(width)),
+        (257, 3, 1, u32::from(height)),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),
+        (262, 3, 1, 3),
+        (273, 4, 1, strip),
+        (278, 3, 1, u32::from(height)),
+        (279, 4, 1, indices.len() as u32),
+        (320, 3, 768, cmap),
+    ];
+    let mut f = Vec::new();
+    f.extend_from_slice(b"II*\0");
+    f.extend_from_slice(&8u32.to_le_bytes());
+    f.extend_from_slice(&n_entries.to_le_bytes());
+    for (tag, typ, count, value) in entries {
+        f.extend_from_slice(&tag.to_le_bytes());
+        f.extend_from_slice(&typ.to_le_bytes());
+        f.extend_from_slice(&count.to_le_bytes());
+        f.extend_from_slice(&value.to_le_bytes());
+    }
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(indices);
+    for channel in map {
+        for v in channel {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    f
 }

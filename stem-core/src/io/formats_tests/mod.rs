@@ -123,6 +123,167 @@ fn dm_all_element_types() {
     }
 }
 
+/// Overwrites the value of the (i32) `DataType` tag of a builder DM file.
+fn set_dm_data_type(bytes: &mut [u8], dm4: bool, le: bool, value: i32) {
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"DataType")
+        .expect("DataType tag");
+    // label, [u64 tag size], "%%%%", n_info = 1, type word, value.
+    let word = if dm4 { 8 } else { 4 };
+    let v = at + 8 + if dm4 { 8 } else { 0 } + 4 + 2 * word;
+    let b = if le {
+        value.to_le_bytes()
+    } else {
+        value.to_be_bytes()
+    };
+    bytes[v..v + 4].copy_from_slice(&b);
+}
+
+#[test]
+fn dm_complex_images_have_a_real_imaginary_axis() {
+    // DM dims (x=3, y=2): pixel (y, x) = file element y * 3 + x; values distinct in re and im.
+    let c64: Vec<(f32, f32)> = (0..6)
+        .map(|k| (k as f32 + 0.5, -(k as f32) * 2.0))
+        .collect();
+    let c128: Vec<(f64, f64)> = (0..6).map(|k| (1e-3 * k as f64, 7.0 + k as f64)).collect();
+    for (px, dtype) in [
+        (DmPixels::C64(c64), DType::F32),
+        (DmPixels::C128(c128), DType::F64),
+    ] {
+        let expected = px.as_f32();
+        for dm4 in [false, true] {
+            for le in [true, false] {
+                let bytes = dm_image(dm4, le, &[3, 2], px.clone(), "");
+                let ds = read_bytes(&bytes, Format::Dm3).unwrap();
+                let s = &ds.signals[0];
+                assert_eq!(s.components, Components::Complex);
+                assert_eq!(s.shape(), vec![2, 3, 2], "[y, x, (re, im)]");
+                assert_eq!(s.kind(), SignalKind::Image, "component axis not counted");
+                assert_eq!(s.original_dtype, dtype);
+                assert_eq!(s.axes[2].name, "component");
+                assert_eq!(s.axes[1].scale, 0.5, "x keeps its calibration");
+                assert_eq!(pixels(&ds, 0), expected, "{dtype:?} dm4={dm4} le={le}");
+                let cube = s.to_hypercube().unwrap();
+                // Element (y=1, x=2) = file element 5: re 5.5 / 0.005, im -10 / 12.
+                assert_eq!(cube.data()[[1, 2, 0]], expected[10]);
+                assert_eq!(cube.data()[[1, 2, 1]], expected[11]);
+            }
+        }
+    }
+}
+
+#[test]
+fn dm_complex_spectrum_image_keeps_the_component_axis_last() {
+    // DM dims (x=2, y=3, E=4), energy slowest: element (e, y, x) = (e * 3 + y) * 2 + x,
+    // value (k, -k).
+    let values: Vec<(f32, f32)> = (0..24).map(|k| (k as f32, -(k as f32))).collect();
+    let bytes = dm_image(
+        false,
+        true,
+        &[2, 3, 4],
+        DmPixels::C64(values),
+        "Spectrum image",
+    );
+    let ds = read_bytes(&bytes, Format::Dm3).unwrap();
+    let s = &ds.signals[0];
+    assert_eq!(s.shape(), vec![3, 2, 4, 2]);
+    assert_eq!(s.kind(), SignalKind::SpectrumImage);
+    let cube = s.to_hypercube().unwrap();
+    for y in 0..3 {
+        for x in 0..2 {
+            for e in 0..4 {
+                let k = ((e * 3 + y) * 2 + x) as f32;
+                assert_eq!(cube.data()[[y, x, e, 0]], k);
+                assert_eq!(cube.data()[[y, x, e, 1]], -k);
+            }
+        }
+    }
+}
+
+#[test]
+fn dm_complex_data_opens_lazily_like_loaded() {
+    let values: Vec<(f32, f32)> = (0..24).map(|k| (k as f32, 100.0 + k as f32)).collect();
+    let bytes = dm_image(true, true, &[4, 3, 2], DmPixels::C64(values), "");
+    let (_dir, path) = temp("complex.dm4", &bytes);
+    let lazy = open_with(
+        &path,
+        &OpenOptions {
+            lazy_threshold_bytes: 0,
+        },
+    )
+    .unwrap();
+    assert!(lazy.signals[0].is_lazy());
+    assert_eq!(lazy.signals[0].components, Components::Complex);
+    assert_eq!(lazy.signals[0].shape(), vec![2, 3, 4, 2]);
+    let loaded = open(&path).unwrap();
+    assert!(!loaded.signals[0].is_lazy());
+    assert_eq!(pixels(&lazy, 0), pixels(&loaded, 0));
+}
+
+#[test]
+fn dm_rgb_images_are_r_g_b_in_both_byte_orders() {
+    // Distinct channels so that a swapped R / B or a read pad byte fails.
+    let rgb: Vec<(u8, u8, u8)> = (0..6u8).map(|k| (10 + k, 100 + k, 200 + k)).collect();
+    for dm4 in [false, true] {
+        for le in [true, false] {
+            let bytes = dm_image(dm4, le, &[3, 2], DmPixels::Rgb(rgb.clone()), "");
+            let ds = read_bytes(&bytes, Format::Dm3).unwrap();
+            let s = &ds.signals[0];
+            assert_eq!(s.components, Components::Rgb);
+            assert_eq!(s.shape(), vec![2, 3, 3], "[y, x, (R, G, B)]");
+            assert_eq!(s.kind(), SignalKind::Image);
+            assert_eq!(s.original_dtype, DType::U8);
+            assert_eq!(s.axes[2].name, "channel");
+            let cube = s.to_hypercube().unwrap();
+            assert_eq!(cube.data()[[1, 2, 0]], 15.0, "R of element 5");
+            assert_eq!(cube.data()[[1, 2, 1]], 105.0, "G of element 5");
+            assert_eq!(cube.data()[[1, 2, 2]], 205.0, "B of element 5");
+            assert_eq!(pixels(&ds, 0), DmPixels::Rgb(rgb.clone()).as_f32());
+        }
+    }
+}
+
+#[test]
+fn dm_rgb_in_other_element_types_and_packed_complex_are_unsupported() {
+    for dm4 in [false, true] {
+        for le in [true, false] {
+            let mut bytes = dm_image(dm4, le, &[2, 2], DmPixels::U16(vec![1; 4]), "");
+            set_dm_data_type(&mut bytes, dm4, le, 23);
+            let r = read_bytes(&bytes, Format::Dm3);
+            assert!(
+                matches!(&r, Err(Error::Unsupported { what }) if what.contains("RGB")),
+                "{r:?}"
+            );
+            let c = (0..4).map(|k| (k as f32, 0.0)).collect();
+            let mut bytes = dm_image(dm4, le, &[2, 2], DmPixels::C64(c), "");
+            set_dm_data_type(&mut bytes, dm4, le, 5);
+            let r = read_bytes(&bytes, Format::Dm3);
+            assert!(
+                matches!(&r, Err(Error::Unsupported { what }) if what.contains("packed")),
+                "{r:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dm_complex_and_rgb_hostile_copies_never_panic() {
+    let c = (0..12).map(|k| (k as f32, 1.0)).collect();
+    let complex = dm_image(true, true, &[4, 3], DmPixels::C64(c), "");
+    assert_prefixes_fail(&complex[..complex.len() - 8], Format::Dm4);
+    mutation_smoke(&complex, Format::Dm4, 400, 31);
+    let rgb = dm_image(
+        false,
+        false,
+        &[4, 3],
+        DmPixels::Rgb(vec![(1, 2, 3); 12]),
+        "",
+    );
+    assert_prefixes_fail(&rgb[..rgb.len() - 8], Format::Dm3);
+    mutation_smoke(&rgb, Format::Dm3, 400, 32);
+}
+
 #[test]
 fn dm_spectrum_image_is_transposed_to_y_x_energy() {
     // DM dims (x=2, y=3, E=4), energy slowest: file index = (e * 3 + y) * 2 + x.
@@ -441,6 +602,108 @@ fn npy_opens_lazily_and_loaded_identically() {
     npy::write_npy(&fpath, &ft.t()).unwrap();
     let ds = open(&fpath).unwrap();
     assert_eq!(pixels(&ds, 0), f.iter().copied().collect::<Vec<_>>());
+}
+
+#[test]
+fn tiff_palette_reads_indices_and_colour_map() {
+    // 4 x 3 image, index = (y * 4 + x) * 20; colour i = (i, 2i, 65535 - i).
+    let indices: Vec<u8> = (0..12u8).map(|k| k * 20).collect();
+    let mut map = [[0u16; 256]; 3];
+    for i in 0..256u16 {
+        map[0][i as usize] = i;
+        map[1][i as usize] = 2 * i;
+        map[2][i as usize] = 65535 - i;
+    }
+    let bytes = palette_tiff(4, 3, &indices, &map);
+    let ds = read_bytes(&bytes, Format::Tiff).unwrap();
+    let s = &ds.signals[0];
+    assert_eq!(s.components, Components::Scalar);
+    assert_eq!(s.shape(), vec![3, 4]);
+    assert_eq!(
+        pixels(&ds, 0),
+        indices.iter().map(|&i| f32::from(i)).collect::<Vec<_>>()
+    );
+    let green = s.tags.get_path("ColorMap/green").unwrap();
+    assert_eq!(
+        green,
+        &TagValue::Numbers((0..256).map(|i| 2.0 * i as f64).collect())
+    );
+    let rgb = tiff::palette_to_rgb(s).unwrap();
+    assert_eq!(rgb.components, Components::Rgb);
+    assert_eq!(rgb.shape(), vec![3, 4, 3]);
+    assert_eq!(rgb.kind(), SignalKind::Image);
+    let cube = rgb.to_hypercube().unwrap();
+    for (k, &i) in indices.iter().enumerate() {
+        let (y, x) = (k / 4, k % 4);
+        let i = f32::from(i);
+        assert_eq!(cube.data()[[y, x, 0]], i);
+        assert_eq!(cube.data()[[y, x, 1]], 2.0 * i);
+        assert_eq!(cube.data()[[y, x, 2]], 65535.0 - i);
+    }
+    // Validation: no colour map, already RGB, an index outside a (shortened) map.
+    let mut plain = read_bytes(&bytes, Format::Tiff).unwrap().signals.remove(0);
+    assert!(matches!(
+        tiff::palette_to_rgb(&rgb),
+        Err(Error::InvalidParameter { .. })
+    ));
+    if let TagValue::Group(entries) = &mut plain.tags {
+        for (name, v) in entries.iter_mut() {
+            if name == "ColorMap" {
+                *v = TagValue::Group(vec![
+                    ("red".into(), TagValue::Numbers(vec![0.0; 100])),
+                    ("green".into(), TagValue::Numbers(vec![0.0; 100])),
+                    ("blue".into(), TagValue::Numbers(vec![0.0; 100])),
+                ]);
+            }
+        }
+    }
+    let r = tiff::palette_to_rgb(&plain);
+    assert!(
+        matches!(&r, Err(Error::InvalidParameter { reason, .. }) if reason.contains("index 100 ")),
+        "{r:?}"
+    );
+    plain.tags = TagValue::group();
+    assert!(matches!(
+        tiff::palette_to_rgb(&plain),
+        Err(Error::InvalidParameter { .. })
+    ));
+}
+
+#[test]
+fn tiff_palette_with_a_broken_colour_map_is_an_error() {
+    let indices = [0u8, 1, 2, 3];
+    let map = [[7u16; 256]; 3];
+    let good = palette_tiff(2, 2, &indices, &map);
+    // ColorMap count 768 → 767 (entry 9 of the IFD: count field at 8 + 2 + 8 * 12 + 4).
+    let mut short = good.clone();
+    let at = 8 + 2 + 8 * 12 + 4;
+    short[at..at + 4].copy_from_slice(&767u32.to_le_bytes());
+    let r = read_bytes(&short, Format::Tiff);
+    assert!(matches!(r, Err(Error::InvalidFile { .. })), "{r:?}");
+    assert_prefixes_fail(&good, Format::Tiff);
+    mutation_smoke(&good, Format::Tiff, 500, 41);
+}
+
+#[test]
+fn tiff_rgb_images_have_a_channel_axis() {
+    use ::tiff::encoder::{TiffEncoder, colortype};
+    let (w, h) = (5u32, 3u32);
+    let data: Vec<u8> = (0..w * h * 3).map(|k| (k * 7 % 251) as u8).collect();
+    let mut buf = std::io::Cursor::new(Vec::new());
+    TiffEncoder::new(&mut buf)
+        .unwrap()
+        .write_image::<colortype::RGB8>(w, h, &data)
+        .unwrap();
+    let ds = read_bytes(buf.get_ref(), Format::Tiff).unwrap();
+    let s = &ds.signals[0];
+    assert_eq!(s.components, Components::Rgb);
+    assert_eq!(s.shape(), vec![3, 5, 3]);
+    assert_eq!(s.kind(), SignalKind::Image);
+    assert_eq!(s.original_dtype, DType::U8);
+    assert_eq!(
+        pixels(&ds, 0),
+        data.iter().map(|&v| f32::from(v)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
