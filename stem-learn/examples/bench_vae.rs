@@ -74,7 +74,7 @@ fn main() {
     let epochs: usize = get("--epochs", "60").parse().unwrap();
     let lambda: f64 = get("--lambda", "1.0").parse().unwrap();
     let window: usize = get("--window", "40").parse().unwrap();
-    let lr: f64 = get("--lr", "0.001").parse().unwrap();
+    let lr: f64 = get("--lr", "0.002").parse().unwrap();
     let sigma: f64 = get("--sigma", "0.3").parse().unwrap();
     let out = args
         .iter()

@@ -13,9 +13,9 @@
 //!
 //! Three modes ([`VaeMode`]; `shared/reference/learn.md` §1.6):
 //!
-//! * [`VaeMode::Plain`]: −ELBO on shuffled minibatches of `batch_side²` windows.
+//! * [`VaeMode::Plain`]: −ELBO on shuffled minibatches of `tiles_per_batch·batch_side²` windows.
 //! * [`VaeMode::Phy`] (differentiable): minibatches are contiguous `t × t` tiles of the grid
-//!   (`t = batch_side`, at random positions) and the loss is
+//!   (`t = batch_side`, `tiles_per_batch` of them at random positions) and the loss is
 //!   `−ELBO/B + (λ/B)·Σ_j TV_iso(μ_j)`, `TV_iso(m) = Σ √(ε + (Δ_y m)² + (Δ_x m)²)` over the
 //!   tile (forward differences), computed with tensor ops so it carries a gradient.
 //! * [`VaeMode::Faithful`] (Biswas, Ziatdinov & Kalinin, *Mach. Learn.: Sci. Technol.* 2023,
@@ -118,8 +118,12 @@ pub struct VaeConfig {
     pub mode: VaeMode,
     /// Training epochs (≥ 1). One epoch = ⌈N / batch_side²⌉ steps. Default 60.
     pub epochs: usize,
-    /// Tile side t: minibatches hold t² windows (tiles are clipped to the grid). Default 8.
+    /// Tile side t (tiles are clipped to the grid). Default 4.
     pub batch_side: usize,
+    /// Tiles per minibatch m (≥ 1): a minibatch holds m·t² windows, as m independent random
+    /// tiles in `Phy`/`Faithful` mode (several tiles keep minibatches closer to i.i.d. than
+    /// one large tile) or m·t² shuffled windows in `Plain` mode. Default 4.
+    pub tiles_per_batch: usize,
     /// KL weight β (≥ 0). Default 1.
     pub kl_weight: f64,
     /// σ of the Gaussian likelihood, in standardised intensity units (> 0). Default 0.3
@@ -147,7 +151,8 @@ impl Default for VaeConfig {
             hidden: 64,
             mode: VaeMode::phy(1.0),
             epochs: 60,
-            batch_side: 8,
+            batch_side: 4,
+            tiles_per_batch: 4,
             kl_weight: 1.0,
             recon_sigma: 0.3,
             optimizer: AdamWConfig::default(),
@@ -205,6 +210,9 @@ impl VaeConfig {
         }
         if self.batch_side == 0 {
             return Err(Error::param("batch_side", "must be >= 1, got 0"));
+        }
+        if self.tiles_per_batch == 0 {
+            return Err(Error::param("tiles_per_batch", "must be >= 1, got 0"));
         }
         nonneg("kl_weight", self.kl_weight)?;
         pos("recon_sigma", self.recon_sigma)?;
@@ -287,12 +295,13 @@ fn epoch_batches(
     mode: &VaeMode,
     grid: &GridSpec,
     side: usize,
+    tiles: usize,
     rng: &mut ChaCha8Rng,
 ) -> (Vec<Vec<u32>>, Option<[usize; 2]>) {
     let n = grid.len();
     let [gy, gx] = grid.shape;
     let (ty, tx) = (side.min(gy), side.min(gx));
-    let b = ty * tx;
+    let b = ty * tx * tiles;
     let steps = n.div_ceil(b);
     match mode {
         VaeMode::Plain => {
@@ -301,30 +310,36 @@ fn epoch_batches(
             (perm.chunks(b).map(<[u32]>::to_vec).collect(), None)
         }
         _ => {
-            let batches = (0..steps)
-                .map(|_| {
-                    let oy = rng.random_range(0..=gy - ty);
-                    let ox = rng.random_range(0..=gx - tx);
-                    (0..ty)
-                        .flat_map(|i| (0..tx).map(move |j| ((oy + i) * gx + ox + j) as u32))
-                        .collect()
-                })
-                .collect();
+            let batches =
+                (0..steps)
+                    .map(|_| {
+                        let mut idx = Vec::with_capacity(b);
+                        for _ in 0..tiles {
+                            let oy = rng.random_range(0..=gy - ty);
+                            let ox = rng.random_range(0..=gx - tx);
+                            idx.extend((0..ty).flat_map(|i| {
+                                (0..tx).map(move |j| ((oy + i) * gx + ox + j) as u32)
+                            }));
+                        }
+                        idx
+                    })
+                    .collect();
             (batches, Some([ty, tx]))
         }
     }
 }
 
-/// Isotropic TV `Σ √(ε + Δ_y² + Δ_x²)` of `mu` `[ty·tx, d]` seen as d maps `[ty, tx]`, summed
-/// over maps (forward differences on the `(ty−1) × (tx−1)` cells that have both).
+/// Isotropic TV `Σ √(ε + Δ_y² + Δ_x²)` of `mu` `[m·ty·tx, d]` seen as m·d maps `[ty, tx]`,
+/// summed over maps (forward differences on the `(ty−1) × (tx−1)` cells that have both).
 fn tv_iso(mu: &Tensor, ty: usize, tx: usize, eps: f64) -> Result<Tensor> {
     let d = mu.dim(1)?;
-    let m = mu.reshape((ty, tx, d))?;
+    let tiles = mu.dim(0)? / (ty * tx);
+    let m = mu.reshape((tiles, ty, tx, d))?;
     if ty < 2 || tx < 2 {
         return Ok(Tensor::zeros((), mu.dtype(), mu.device())?);
     }
-    let gy = (m.narrow(0, 1, ty - 1)? - m.narrow(0, 0, ty - 1)?)?.narrow(1, 0, tx - 1)?;
-    let gx = (m.narrow(1, 1, tx - 1)? - m.narrow(1, 0, tx - 1)?)?.narrow(0, 0, ty - 1)?;
+    let gy = (m.narrow(1, 1, ty - 1)? - m.narrow(1, 0, ty - 1)?)?.narrow(2, 0, tx - 1)?;
+    let gx = (m.narrow(2, 1, tx - 1)? - m.narrow(2, 0, tx - 1)?)?.narrow(1, 0, ty - 1)?;
     Ok(((gy.sqr()? + gx.sqr()?)? + eps)?.sqrt()?.sum_all()?)
 }
 
@@ -432,7 +447,13 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
     let mut epoch_neg_elbo = Vec::with_capacity(c.epochs);
     let mut epoch_physics = Vec::with_capacity(c.epochs);
     for _ in 0..c.epochs {
-        let (batches, tile) = epoch_batches(&c.mode, &spec, c.batch_side, &mut data_rng);
+        let (batches, tile) = epoch_batches(
+            &c.mode,
+            &spec,
+            c.batch_side,
+            c.tiles_per_batch,
+            &mut data_rng,
+        );
         let (mut sum_elbo, mut sum_phys, mut count) = (0.0, 0.0, 0usize);
         for idx in batches {
             if progress.is_cancelled() {
@@ -459,14 +480,22 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
                 (VaeMode::Faithful { w1, sigma_spatial }, Some([ty, tx])) => {
                     let m = mu.detach().to_dtype(candle_core::DType::F64)?;
                     let v: Vec<Vec<f64>> = m.to_vec2()?;
-                    let maps: Vec<Array2<f64>> = (0..d)
-                        .map(|j| Array2::from_shape_fn((ty, tx), |(i, k)| v[i * tx + k][j]))
-                        .collect();
-                    let l = if ty == tx {
-                        physics_weight(&maps, sigma_spatial)
-                    } else {
-                        0.0
-                    };
+                    // L_phys of each tile (0 unless square, as the published code), averaged.
+                    let tiles = b / (ty * tx);
+                    let mut l = 0.0;
+                    if ty == tx {
+                        for t in 0..tiles {
+                            let maps: Vec<Array2<f64>> = (0..d)
+                                .map(|j| {
+                                    Array2::from_shape_fn((ty, tx), |(i, k)| {
+                                        v[t * ty * tx + i * tx + k][j]
+                                    })
+                                })
+                                .collect();
+                            l += physics_weight(&maps, sigma_spatial);
+                        }
+                        l /= tiles as f64;
+                    }
                     ((&neg_elbo * (w1 + l))?, l)
                 }
                 _ => (neg_elbo.clone(), 0.0),

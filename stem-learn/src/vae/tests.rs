@@ -1,4 +1,5 @@
 use super::*;
+use crate::optim::AdamWConfig;
 use stem_core::{CancelFlag, NoProgress};
 
 fn textured() -> Array2<f32> {
@@ -18,6 +19,7 @@ fn small(mode: VaeMode) -> VaeConfig {
         stride_px: 4,
         epochs: 3,
         batch_side: 4,
+        tiles_per_batch: 1,
         hidden: 16,
         mode,
         ..VaeConfig::default()
@@ -149,12 +151,12 @@ fn tv_iso_matches_reference_and_gradient() {
 fn tiles_are_contiguous_and_plain_batches_cover_the_grid() {
     let grid = GridSpec::fit([40, 48], 8, 4, 0).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let (b, t) = epoch_batches(&VaeMode::Plain, &grid, 4, &mut rng);
+    let (b, t) = epoch_batches(&VaeMode::Plain, &grid, 4, 1, &mut rng);
     assert_eq!(t, None);
     let mut all: Vec<u32> = b.concat();
     all.sort_unstable();
     assert_eq!(all, (0..grid.len() as u32).collect::<Vec<_>>());
-    let (b, t) = epoch_batches(&VaeMode::phy(1.0), &grid, 4, &mut rng);
+    let (b, t) = epoch_batches(&VaeMode::phy(1.0), &grid, 4, 1, &mut rng);
     assert_eq!(t, Some([4, 4]));
     assert_eq!(b.len(), grid.len().div_ceil(16));
     let gx = grid.shape[1] as u32;
@@ -217,4 +219,99 @@ fn training_lowers_the_loss_and_pngs_are_written() {
         assert!(dir.join(name).exists(), "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stem-sim SrTiO3 [001] image with two 180° polarisation variants (Ti-O columns ±0.25 Å
+/// along y) in stripes, Poisson noise, and its exact `domain` mask.
+fn stripes(shape: usize, dose: f64, seed: u64) -> (Array2<f32>, Array2<u8>) {
+    use stem_core::noise::{Dose, add_poisson_noise};
+    let json = format!(
+        r#"{{"lattice": {{"cell": {{"preset": "srtio3001"}}, "shape": [{shape}, {shape}],
+             "sampling_a": 0.12, "rotation_deg": [-5, 5]}},
+            "layout": {{"kind": "stripes", "period_px": [100, 160], "angle_deg": [0, 180]}},
+            "variants_a": [[0.25, 0.0], [-0.25, 0.0]], "displaced": ["TiO"]}}"#
+    );
+    let g: stem_sim::dataset::DomainGenerator = serde_json::from_str(&json).unwrap();
+    let s = g.generate(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let noisy = add_poisson_noise(s.image.view(), Dose::CountsPerPixel(dose), seed + 1000).unwrap();
+    (
+        noisy.into_array(),
+        s.labels.mask("domain").unwrap().data.clone(),
+    )
+}
+
+fn domain_config(mode: VaeMode) -> VaeConfig {
+    VaeConfig {
+        window_px: 40,
+        stride_px: 8,
+        align_px: 32,
+        epochs: 30,
+        mode,
+        optimizer: AdamWConfig {
+            lr: 2e-3,
+            ..AdamWConfig::default()
+        },
+        ..VaeConfig::default()
+    }
+}
+
+/// Ground truth on simulated domains: the lattice-aligned VAE separates the two polarisation
+/// variants, in plain and in phy mode. Measured (seed 0, dose 1000 counts/px, 256², x86-64
+/// AVX-512): plain accuracy 0.828 / boundary F1 0.868, phy (λ = 30) 0.800 / 0.860, faithful
+/// 0.522 / 0.350. The bound 0.7 sits 0.1 below the lower measurement (room for ULP-level
+/// differences across CPUs changing k-means assignments near walls) and 0.2 above chance (0.5).
+/// phy mode does NOT beat plain by a margin here (see bench/vae/RESULTS.md): not asserted.
+#[test]
+#[ignore = "about 30 CPU-s at release; run by bench/vae/run.sh"]
+fn lattice_aligned_vae_separates_polarisation_domains() {
+    let (img, domain) = stripes(256, 1000.0, 0);
+    for mode in [VaeMode::Plain, VaeMode::phy(30.0)] {
+        let f = fit(
+            ImageView::new(img.view()),
+            &domain_config(mode),
+            &NoProgress,
+        )
+        .unwrap();
+        let truth = f.grid.sample_mask(domain.view()).unwrap();
+        let s = score_segmentation(f.labels.view(), truth.view(), 1).unwrap();
+        eprintln!("{mode:?}: {s:?}");
+        assert!(s.accuracy > 0.7 && s.boundary_f1 > 0.7, "{mode:?}: {s:?}");
+    }
+}
+
+/// Mechanism: the differentiable TV term makes the latent maps smoother relative to their
+/// spread than plain training does, on the same data and seed. Measured: mean TV per cell / map
+/// std 1.297 (plain) vs 0.785 (phy, λ = 300), ratio 0.61; the bound 0.8 leaves room for
+/// cross-CPU rounding and fails if the TV term has no effect (ratio ≈ 1).
+#[test]
+fn phy_mode_lowers_relative_total_variation() {
+    let (img, _) = stripes(128, 1000.0, 0);
+    let rel_tv = |mode| {
+        let mut c = domain_config(mode);
+        c.window_px = 24;
+        c.epochs = 15;
+        let f = fit(ImageView::new(img.view()), &c, &NoProgress).unwrap();
+        let mut total = 0.0;
+        for m in &f.latent_mean {
+            let m = m.mapv(f64::from);
+            let n = m.len() as f64;
+            let mean = m.sum() / n;
+            let sd = (m.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let (gy, gx) = m.dim();
+            let mut tv = 0.0;
+            for i in 0..gy - 1 {
+                for j in 0..gx - 1 {
+                    let a = m[[i + 1, j]] - m[[i, j]];
+                    let b = m[[i, j + 1]] - m[[i, j]];
+                    tv += (a * a + b * b).sqrt();
+                }
+            }
+            total += tv / (sd.max(1e-12) * ((gy - 1) * (gx - 1)) as f64);
+        }
+        total / f.latent_mean.len() as f64
+    };
+    let plain = rel_tv(VaeMode::Plain);
+    let phy = rel_tv(VaeMode::phy(300.0));
+    eprintln!("relative TV per cell: plain {plain:.3}, phy {phy:.3}");
+    assert!(phy < 0.8 * plain, "plain {plain}, phy {phy}");
 }
