@@ -71,6 +71,8 @@ fn main() {
         .split(',')
         .map(|v| v.parse().unwrap())
         .collect();
+    let seed0: u64 = get("--seed0", "0").parse().unwrap();
+    let only = get("--modes", "plain,phy,faithful");
     let epochs: usize = get("--epochs", "60").parse().unwrap();
     let lambda: f64 = get("--lambda", "1.0").parse().unwrap();
     let window: usize = get("--window", "40").parse().unwrap();
@@ -90,9 +92,13 @@ fn main() {
     let mut summary: Vec<(String, f64, &str, Vec<[f64; 4]>)> = Vec::new();
     for layout in layouts.split(',') {
         for &dose in &doses {
-            for seed in 0..seeds {
+            for seed in seed0..seed0 + seeds {
                 let (img, domain, k) = domain_image(layout, dose, seed);
-                for (name, mode) in modes {
+                for (name, mode) in modes
+                    .iter()
+                    .copied()
+                    .filter(|m| only.split(',').any(|o| o == m.0))
+                {
                     let cfg = VaeConfig {
                         window_px: window,
                         stride_px: 8,

@@ -14,10 +14,15 @@
 //! Three modes ([`VaeMode`]; `shared/reference/learn.md` §1.6):
 //!
 //! * [`VaeMode::Plain`]: −ELBO on shuffled minibatches of `tiles_per_batch·batch_side²` windows.
-//! * [`VaeMode::Phy`] (differentiable): minibatches are contiguous `t × t` tiles of the grid
-//!   (`t = batch_side`, `tiles_per_batch` of them at random positions) and the loss is
-//!   `−ELBO/B + (λ/B)·Σ_j TV_iso(μ_j)`, `TV_iso(m) = Σ √(ε + (Δ_y m)² + (Δ_x m)²)` over the
-//!   tile (forward differences), computed with tensor ops so it carries a gradient.
+//! * [`VaeMode::Phy`] (differentiable): the −ELBO sees the same shuffled minibatches as plain
+//!   mode; each step also encodes `tiles_per_batch` contiguous `t × t` tiles of the grid
+//!   (`t = batch_side`, random positions, `B_t` windows) and adds
+//!   `(λ/B_t)·Σ_j TV_iso(μ̃_j)`, `TV_iso(m) = Σ √(ε + (Δ_y m)² + (Δ_x m)²)` over each tile
+//!   (forward differences), where `μ̃_j = (μ_j − mean_j)/√(var_j + 10⁻⁶)` is latent `j`
+//!   standardised over the tile batch. The standardisation (gradient kept through mean and
+//!   variance) makes the penalty invariant to the scale of each latent map, so the encoder
+//!   cannot lower it by shrinking the range of μ (which the KL term would reward). All of it is
+//!   computed with tensor ops so it carries a gradient.
 //! * [`VaeMode::Faithful`] (Biswas, Ziatdinov & Kalinin, *Mach. Learn.: Sci. Technol.* 2023,
 //!   arXiv:2302.04216, as their published code does it): the same square tiles, and the loss
 //!   `(w₁ + L_phys)·(−ELBO/B)`, where [`physics_weight`] `L_phys` (min-max normalise, bilateral
@@ -62,7 +67,8 @@ use stem_core::{ImageView, Parallelism, Progress};
 pub enum VaeMode {
     /// −ELBO on shuffled minibatches.
     Plain,
-    /// −ELBO + λ·TV_iso(latent-mean maps) on contiguous grid tiles, differentiable.
+    /// −ELBO (shuffled minibatches) + λ·TV_iso(standardised latent-mean maps) on contiguous
+    /// grid tiles, differentiable.
     Phy {
         /// TV weight λ (per window, ≥ 0).
         lambda: f64,
@@ -254,7 +260,7 @@ pub struct VaeFit {
     pub boundary: Array2<u8>,
     /// Mean −ELBO per window (standardised units, constants dropped) per epoch.
     pub epoch_neg_elbo: Vec<f64>,
-    /// Mean physics term per step and epoch: TV_iso per window for `Phy`, `L_phys` for
+    /// Mean physics term per step and epoch: standardised TV_iso per tile window for `Phy`, `L_phys` for
     /// `Faithful`, 0 for `Plain`.
     pub epoch_physics: Vec<f64>,
     /// Optimisation steps taken.
@@ -341,6 +347,15 @@ fn tv_iso(mu: &Tensor, ty: usize, tx: usize, eps: f64) -> Result<Tensor> {
     let gy = (m.narrow(1, 1, ty - 1)? - m.narrow(1, 0, ty - 1)?)?.narrow(2, 0, tx - 1)?;
     let gx = (m.narrow(2, 1, tx - 1)? - m.narrow(2, 0, tx - 1)?)?.narrow(1, 0, ty - 1)?;
     Ok(((gy.sqr()? + gx.sqr()?)? + eps)?.sqrt()?.sum_all()?)
+}
+
+/// Standardises each column of `mu` `[b, d]` over the minibatch, `(μ_j − mean_j)/√(var_j + 1e-6)`,
+/// keeping the gradient through the mean and variance: TV of the result is invariant to a
+/// rescaling of a latent map, so the encoder cannot lower it by shrinking the range of μ.
+fn standardise_columns(mu: &Tensor) -> Result<Tensor> {
+    let c = mu.broadcast_sub(&mu.mean_keepdim(0)?)?;
+    let sd = (c.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?;
+    Ok(c.broadcast_div(&sd)?)
 }
 
 /// Trains a VAE on the windows of `image` (`[y, x]`) and segments its latent maps.
@@ -447,15 +462,31 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
     let mut epoch_neg_elbo = Vec::with_capacity(c.epochs);
     let mut epoch_physics = Vec::with_capacity(c.epochs);
     for _ in 0..c.epochs {
-        let (batches, tile) = epoch_batches(
+        let (tiles, tile) = epoch_batches(
             &c.mode,
             &spec,
             c.batch_side,
             c.tiles_per_batch,
             &mut data_rng,
         );
+        // Phy: the −ELBO sees shuffled minibatches exactly as plain mode; the TV term sees
+        // separate contiguous tiles (one tile batch per step).
+        let (batches, tiles) = if matches!(c.mode, VaeMode::Phy { .. }) {
+            let (shuffled, _) = epoch_batches(
+                &VaeMode::Plain,
+                &spec,
+                c.batch_side,
+                c.tiles_per_batch,
+                &mut data_rng,
+            );
+            (shuffled, tiles)
+        } else {
+            (tiles, Vec::new())
+        };
+        let mut tiles = tiles.into_iter();
         let (mut sum_elbo, mut sum_phys, mut count) = (0.0, 0.0, 0usize);
         for idx in batches {
+            let tile_idx = tiles.next();
             if progress.is_cancelled() {
                 return Err(Error::Cancelled);
             }
@@ -473,7 +504,12 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
             let neg_elbo = ((rec + (kl * c.kl_weight)?)? / b as f64)?;
             let (loss, phys) = match (c.mode, tile) {
                 (VaeMode::Phy { lambda, eps }, Some([ty, tx])) => {
-                    let tv = (tv_iso(&mu, ty, tx, eps)? / b as f64)?;
+                    let ti = tile_idx.unwrap_or_default();
+                    let nt = ti.len();
+                    let bt = nt.max(1);
+                    let ti = Tensor::from_vec(ti, nt, &dev)?;
+                    let (mu_t, _) = net.encode(&xs.index_select(&ti, 0)?)?;
+                    let tv = (tv_iso(&standardise_columns(&mu_t)?, ty, tx, eps)? / bt as f64)?;
                     let p = f64::from(tv.to_scalar::<f32>()?);
                     (((tv * lambda)? + &neg_elbo)?, p)
                 }
