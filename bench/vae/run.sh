@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 cargo build --release -p stem-learn --example bench_vae
 echo "date: $(date -u)"; echo "load before: $(uptime)"
 /usr/bin/time -v target/release/examples/bench_vae --seeds "$SEEDS" --layouts stripes,voronoi \
-  --doses 100,1000 --epochs "$EPOCHS" --window 40 --lambda 30 2> "$OUT/time.txt" | tee "$OUT/table.txt"
+  --doses 100,1000 --epochs "$EPOCHS" --window 40 --lambda 1000 2> "$OUT/time.txt" | tee "$OUT/table.txt"
 grep -E "Elapsed|Maximum resident|User time|System time" "$OUT/time.txt"
 echo "load after: $(uptime)"
 # The ground-truth test (ignored in the normal test run because it takes ~30 CPU-s):
