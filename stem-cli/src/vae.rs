@@ -46,7 +46,7 @@ pub struct VaeArgs {
     #[arg(long, default_value_t = 2)]
     pub latent: usize,
     /// TV weight λ (phy mode).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 1000.0)]
     pub lambda: f64,
     /// Training mode.
     #[arg(long, value_enum, default_value_t = Mode::Phy)]
