@@ -13,6 +13,8 @@
 //!   checkpoints, progress and cancel.
 //! * [`finder`]: the [`AtomFinder`](finder::AtomFinder) trait with the U-Net finder (tiled
 //!   inference, components, centroids) and the classical baseline, and pooled scores.
+//! * [`vae`]: phyVAE — a VAE on grid sub-images with a differentiable total-variation prior on
+//!   its latent maps (and the Biswas et al. 2023 weighting), k-means domains and boundary scores.
 //! * [`bundle`], [`safetensors`]: model bundles with an embedded model card, a local
 //!   [`ModelStore`](bundle::ModelStore).
 //!
@@ -34,5 +36,6 @@ pub mod params;
 pub mod safetensors;
 pub mod train;
 pub mod unet;
+pub mod vae;
 
 pub use error::{Error, Result};
