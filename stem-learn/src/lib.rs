@@ -13,6 +13,8 @@
 //!   checkpoints, progress and cancel.
 //! * [`finder`]: the [`AtomFinder`](finder::AtomFinder) trait with the U-Net finder (tiled
 //!   inference, components, centroids) and the classical baseline, and pooled scores.
+//! * [`pacbed`]: thickness and tilt from PACBED patterns (small CNN ensemble regressor with
+//!   an out-of-distribution flag).
 //! * [`bundle`], [`safetensors`]: model bundles with an embedded model card, a local
 //!   [`ModelStore`](bundle::ModelStore).
 //!
@@ -30,6 +32,7 @@ pub mod finder;
 pub mod loss;
 pub mod ops;
 pub mod optim;
+pub mod pacbed;
 pub mod params;
 pub mod safetensors;
 pub mod train;

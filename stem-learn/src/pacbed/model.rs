@@ -1,0 +1,760 @@
+//! Training data, augmentation, the ensemble model with its out-of-distribution test, training
+//! and prediction.
+
+use super::net::{N_OUTPUTS, PacbedNet, PacbedNetConfig};
+use super::preprocess::{Affine, PreprocessConfig};
+use crate::error::{Error, Result};
+use crate::optim::{AdamW, AdamWConfig, LrSchedule};
+use candle_core::{Device, Tensor};
+use ndarray::{Array2, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use stem_core::{Parallelism, Progress};
+
+/// One labelled PACBED pattern.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PacbedSample {
+    /// The pattern `[k_y, k_x]` (fractions of the beam or counts, ≥ 0), zero angle at
+    /// `[h/2, w/2]` (or wherever the model's [`super::Centering`] finds it).
+    pub pattern: Array2<f32>,
+    /// Angular pixel `[y, x]` in mrad.
+    pub mrad_per_px: [f64; 2],
+    /// Specimen thickness in nm.
+    pub thickness_nm: f64,
+    /// Beam tilt `[y, x]` in mrad.
+    pub tilt_mrad: [f64; 2],
+}
+
+/// A set of labelled patterns.
+#[derive(Clone, Debug, Default)]
+pub struct PacbedSet {
+    /// The samples.
+    pub samples: Vec<PacbedSample>,
+}
+
+impl PacbedSet {
+    /// Checks every sample: finite, non-negative pattern of at least 4×4 px with a non-zero
+    /// total, calibration finite and > 0, finite labels (thickness ≥ 0). Errors name the
+    /// first bad sample.
+    pub fn new(samples: Vec<PacbedSample>) -> Result<Self> {
+        for (i, s) in samples.iter().enumerate() {
+            let (h, w) = s.pattern.dim();
+            let ok = h >= 4
+                && w >= 4
+                && s.pattern.iter().all(|v| v.is_finite() && *v >= 0.0)
+                && s.pattern.sum() > 0.0
+                && s.mrad_per_px.iter().all(|v| v.is_finite() && *v > 0.0)
+                && s.thickness_nm.is_finite()
+                && s.thickness_nm >= 0.0
+                && s.tilt_mrad.iter().all(|v| v.is_finite());
+            if !ok {
+                return Err(Error::param(
+                    "samples",
+                    format!(
+                        "sample {i} ({h}×{w} px, {:?} mrad/px, {} nm, tilt {:?}) has a bad pattern, calibration or label",
+                        s.mrad_per_px, s.thickness_nm, s.tilt_mrad
+                    ),
+                ));
+            }
+        }
+        Ok(PacbedSet { samples })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// SHA-256 over every pattern (shape, little-endian f32), calibration and label, in order.
+    pub fn checksum(&self) -> String {
+        let mut h = Sha256::new();
+        for s in &self.samples {
+            for d in s.pattern.shape() {
+                h.update((*d as u64).to_le_bytes());
+            }
+            for v in s.pattern.iter() {
+                h.update(v.to_le_bytes());
+            }
+            for v in s
+                .mrad_per_px
+                .iter()
+                .chain([s.thickness_nm].iter())
+                .chain(s.tilt_mrad.iter())
+            {
+                h.update(v.to_le_bytes());
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
+/// Random degradations applied to each training pattern (a fresh draw per step and sample).
+///
+/// Geometric ones are one affine resampling ([`Affine::compose`]). Only the rotation changes
+/// the labels: the tilt vector is rotated with the pattern; zoom, shear and shift model
+/// calibration and centring errors and leave the labels alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacbedAugment {
+    /// Total electrons per pattern, drawn log-uniformly in `[lo, hi]` for Poisson noise;
+    /// `None` disables noise (default `Some([1e4, 1e7])`).
+    pub dose_range: Option<[f64; 2]>,
+    /// Largest centring error in mrad, each axis uniform in ±this (default 0.5).
+    pub max_shift_mrad: f64,
+    /// Largest relative zoom, uniform in `1 ± this` (default 0.03).
+    pub max_zoom: f64,
+    /// Largest rotation in degrees, uniform in ±this (default 3).
+    pub max_rotation_deg: f64,
+    /// Largest shear, uniform in ±this (default 0.02).
+    pub max_shear: f64,
+}
+
+impl Default for PacbedAugment {
+    fn default() -> Self {
+        PacbedAugment {
+            dose_range: Some([1e4, 1e7]),
+            max_shift_mrad: 0.5,
+            max_zoom: 0.03,
+            max_rotation_deg: 3.0,
+            max_shear: 0.02,
+        }
+    }
+}
+
+impl PacbedAugment {
+    /// No augmentation at all.
+    pub fn none() -> Self {
+        PacbedAugment {
+            dose_range: None,
+            max_shift_mrad: 0.0,
+            max_zoom: 0.0,
+            max_rotation_deg: 0.0,
+            max_shear: 0.0,
+        }
+    }
+
+    /// Checks: dose range finite with 1 ≤ lo ≤ hi; shift 0 ..= 10 mrad; zoom 0 ..= 0.5;
+    /// rotation 0 ..= 180°; shear 0 ..= 0.5.
+    pub fn validate(&self) -> Result<()> {
+        if let Some([lo, hi]) = self.dose_range
+            && !(lo.is_finite() && hi.is_finite() && lo >= 1.0 && lo <= hi)
+        {
+            return Err(Error::param(
+                "dose_range",
+                format!("need finite 1 <= lo <= hi electrons, got [{lo}, {hi}]"),
+            ));
+        }
+        for (name, v, max) in [
+            ("max_shift_mrad", self.max_shift_mrad, 10.0),
+            ("max_zoom", self.max_zoom, 0.5),
+            ("max_rotation_deg", self.max_rotation_deg, 180.0),
+            ("max_shear", self.max_shear, 0.5),
+        ] {
+            if !(0.0..=max).contains(&v) {
+                return Err(Error::param(name, format!("must be 0 ..= {max}, got {v}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one random draw from `rng` to `s`: writes the network input into `out` and
+    /// returns the (possibly rotated) tilt label.
+    fn apply(
+        &self,
+        pre: &PreprocessConfig,
+        s: &PacbedSample,
+        rng: &mut ChaCha8Rng,
+        out: &mut Array2<f32>,
+    ) -> Result<[f64; 2]> {
+        let u = |rng: &mut ChaCha8Rng, m: f64| {
+            if m > 0.0 {
+                rng.random_range(-m..=m)
+            } else {
+                0.0
+            }
+        };
+        let rot = u(rng, self.max_rotation_deg).to_radians();
+        let zoom = 1.0 + u(rng, self.max_zoom);
+        let shear = u(rng, self.max_shear);
+        let shift = [u(rng, self.max_shift_mrad), u(rng, self.max_shift_mrad)];
+        let noise_seed: u64 = rng.random();
+        let affine = Affine::compose(rot, zoom, shear, shift);
+        match self.dose_range {
+            Some([lo, hi]) => {
+                let dose = if hi > lo {
+                    (rng.random_range(lo.ln()..=hi.ln())).exp()
+                } else {
+                    lo
+                };
+                let total = f64::from(s.pattern.sum());
+                let k = (dose / total) as f32;
+                let mean = s.pattern.mapv(|v| v * k);
+                let counts = stem_core::noise::poisson(mean.view(), noise_seed)?;
+                if counts.sum() > 0.0 {
+                    pre.preprocess_into(counts.view(), s.mrad_per_px, &affine, out)?;
+                } else {
+                    pre.preprocess_into(s.pattern.view(), s.mrad_per_px, &affine, out)?;
+                }
+            }
+            None => pre.preprocess_into(s.pattern.view(), s.mrad_per_px, &affine, out)?,
+        }
+        // The pattern (and with it the tilt) is rotated by `rot` in the [y, x] frame.
+        let (sn, cs) = rot.sin_cos();
+        let [ty, tx] = s.tilt_mrad;
+        Ok([cs * ty + sn * tx, -sn * ty + cs * tx])
+    }
+}
+
+/// Everything that defines a trained PACBED model apart from its weights (the card's
+/// `architecture`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacbedModelConfig {
+    /// The network of each ensemble member (its `input_px` must equal `preprocess.size_px`).
+    pub net: PacbedNetConfig,
+    /// How patterns become network inputs.
+    pub preprocess: PreprocessConfig,
+    /// Number of independently initialised and trained members (1 ..= 16; default 3); the
+    /// spread of their predictions is reported.
+    pub ensemble: usize,
+    /// The network predicts thickness / this (nm, > 0; default 20).
+    pub thickness_scale_nm: f64,
+    /// The network predicts tilt / this (mrad, > 0; default 4).
+    pub tilt_scale_mrad: f64,
+    /// Thickness range of the training data `[min, max]` in nm (filled in by training;
+    /// predictions outside are flagged).
+    pub thickness_range_nm: [f64; 2],
+    /// Largest |tilt| component of the training data in mrad (filled in by training).
+    pub max_tilt_mrad: f64,
+    /// Quantile of the calibration set's Mahalanobis distances used as the out-of-distribution
+    /// threshold (0.5 ..= 1; default 0.99).
+    pub ood_quantile: f64,
+    /// The threshold itself (filled in by training), in units of the feature covariance.
+    pub ood_threshold: f64,
+}
+
+impl Default for PacbedModelConfig {
+    fn default() -> Self {
+        PacbedModelConfig {
+            net: PacbedNetConfig::default(),
+            preprocess: PreprocessConfig::default(),
+            ensemble: 3,
+            thickness_scale_nm: 20.0,
+            tilt_scale_mrad: 4.0,
+            thickness_range_nm: [0.0, 0.0],
+            max_tilt_mrad: 0.0,
+            ood_quantile: 0.99,
+            ood_threshold: 0.0,
+        }
+    }
+}
+
+impl PacbedModelConfig {
+    /// Checks the ranges on the fields, the net, the preprocessing and that they agree on the
+    /// input size.
+    pub fn validate(&self) -> Result<()> {
+        self.net.validate()?;
+        self.preprocess.validate()?;
+        if self.net.input_px != self.preprocess.size_px {
+            return Err(Error::param(
+                "net.input_px",
+                format!(
+                    "{} differs from preprocess.size_px {}",
+                    self.net.input_px, self.preprocess.size_px
+                ),
+            ));
+        }
+        if !(1..=16).contains(&self.ensemble) {
+            return Err(Error::param(
+                "ensemble",
+                format!("must be 1 ..= 16, got {}", self.ensemble),
+            ));
+        }
+        for (name, v) in [
+            ("thickness_scale_nm", self.thickness_scale_nm),
+            ("tilt_scale_mrad", self.tilt_scale_mrad),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::param(
+                    name,
+                    format!("must be finite and > 0, got {v}"),
+                ));
+            }
+        }
+        if !(0.5..=1.0).contains(&self.ood_quantile) {
+            return Err(Error::param(
+                "ood_quantile",
+                format!("must be 0.5 ..= 1, got {}", self.ood_quantile),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Training settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PacbedTrainConfig {
+    /// Optimisation steps per ensemble member (≥ 1; default 3000).
+    pub steps: u64,
+    /// Patterns per step (1 ..= 1024; default 32).
+    pub batch_size: usize,
+    /// AdamW settings (default lr 2e-3, no weight decay).
+    pub optimizer: AdamWConfig,
+    /// Learning-rate schedule (default cosine to 2 % with 100 warm-up steps).
+    pub schedule: LrSchedule,
+    /// Augmentation.
+    pub augment: PacbedAugment,
+    /// Seed of weights, data order and augmentation (member `k` uses `seed + k`).
+    pub seed: u64,
+    /// Threads (results are identical for any setting).
+    pub parallelism: Parallelism,
+}
+
+impl Default for PacbedTrainConfig {
+    fn default() -> Self {
+        PacbedTrainConfig {
+            steps: 3000,
+            batch_size: 32,
+            optimizer: AdamWConfig {
+                lr: 2e-3,
+                weight_decay: 0.0,
+                ..AdamWConfig::default()
+            },
+            schedule: LrSchedule::Cosine {
+                warmup_steps: 100,
+                total_steps: 3000,
+                min_factor: 0.02,
+            },
+            augment: PacbedAugment::default(),
+            seed: 0,
+            parallelism: Parallelism::Auto,
+        }
+    }
+}
+
+impl PacbedTrainConfig {
+    /// Checks steps ≥ 1, batch 1 ..= 1024, the optimizer, schedule and augmentation.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(Error::param("steps", "must be >= 1"));
+        }
+        if !(1..=1024).contains(&self.batch_size) {
+            return Err(Error::param(
+                "batch_size",
+                format!("must be 1 ..= 1024, got {}", self.batch_size),
+            ));
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()?;
+        self.augment.validate()
+    }
+}
+
+/// What training did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PacbedTrainReport {
+    /// Loss (mean squared error of the scaled outputs) per step, per member.
+    pub losses: Vec<Vec<f32>>,
+    /// The fitted out-of-distribution threshold.
+    pub ood_threshold: f64,
+}
+
+/// A prediction for one pattern.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PacbedPrediction {
+    /// Ensemble-mean thickness in nm.
+    pub thickness_nm: f64,
+    /// Standard deviation of the members' thickness in nm (0 for one member).
+    pub thickness_spread_nm: f64,
+    /// Ensemble-mean tilt `[y, x]` in mrad.
+    pub tilt_mrad: [f64; 2],
+    /// Standard deviation of the members' tilt `[y, x]` in mrad.
+    pub tilt_spread_mrad: [f64; 2],
+    /// Mahalanobis distance of the features to the training features (mean over members).
+    pub ood_distance: f64,
+    /// The threshold it is compared with.
+    pub ood_threshold: f64,
+    /// `true` when the pattern looks unlike the training data (distance above the threshold,
+    /// or the prediction outside the training ranges by more than 10 %): do not trust it.
+    pub out_of_distribution: bool,
+}
+
+/// Gaussian statistics of one member's features: mean and precision (inverse of the
+/// covariance plus a 1e-3·trace/d ridge).
+#[derive(Clone, Debug)]
+pub(crate) struct FeatureStats {
+    pub(crate) mean: Vec<f64>,
+    pub(crate) precision: Vec<f64>,
+}
+
+impl FeatureStats {
+    fn fit(features: &[Vec<f32>]) -> Result<Self> {
+        let n = features.len();
+        let d = features.first().map_or(0, Vec::len);
+        if n < 2 || d == 0 {
+            return Err(Error::param(
+                "samples",
+                format!("need at least 2 patterns for the feature statistics, got {n}"),
+            ));
+        }
+        let mut mean = vec![0.0; d];
+        for f in features {
+            for (m, &v) in mean.iter_mut().zip(f) {
+                *m += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut cov = vec![0.0; d * d];
+        for f in features {
+            for i in 0..d {
+                let a = f64::from(f[i]) - mean[i];
+                for j in 0..d {
+                    cov[i * d + j] += a * (f64::from(f[j]) - mean[j]);
+                }
+            }
+        }
+        cov.iter_mut().for_each(|c| *c /= (n - 1) as f64);
+        let tr: f64 = (0..d).map(|i| cov[i * d + i]).sum();
+        let ridge = (1e-3 * tr / d as f64).max(1e-12);
+        for i in 0..d {
+            cov[i * d + i] += ridge;
+        }
+        // Rounded to f32, as stored in bundles, so a loaded model equals the trained one.
+        let r = |v: Vec<f64>| {
+            v.into_iter()
+                .map(|x| f64::from(x as f32))
+                .collect::<Vec<_>>()
+        };
+        let precision = r(invert_spd(&cov, d)?);
+        Ok(FeatureStats {
+            mean: r(mean),
+            precision,
+        })
+    }
+
+    fn distance(&self, f: &[f32]) -> f64 {
+        let d = self.mean.len();
+        let diff: Vec<f64> = f
+            .iter()
+            .zip(&self.mean)
+            .map(|(&v, m)| f64::from(v) - m)
+            .collect();
+        let mut s = 0.0;
+        for (i, di) in diff.iter().enumerate() {
+            let r = self.precision[i * d..(i + 1) * d]
+                .iter()
+                .zip(&diff)
+                .fold(0.0, |r, (p, x)| r + p * x);
+            s += di * r;
+        }
+        s.max(0.0).sqrt()
+    }
+}
+
+/// Inverse of a symmetric positive-definite matrix by Gauss–Jordan elimination with partial
+/// pivoting (d ≤ 1024, done once per model).
+fn invert_spd(a: &[f64], d: usize) -> Result<Vec<f64>> {
+    let mut m = a.to_vec();
+    let mut inv = vec![0.0; d * d];
+    for i in 0..d {
+        inv[i * d + i] = 1.0;
+    }
+    for c in 0..d {
+        let p = (c..d)
+            .max_by(|&i, &j| m[i * d + c].abs().total_cmp(&m[j * d + c].abs()))
+            .unwrap_or(c);
+        let piv = m[p * d + c];
+        if piv.abs() <= 1e-300 || !piv.is_finite() {
+            return Err(Error::param("features", "singular feature covariance"));
+        }
+        if p != c {
+            for k in 0..d {
+                m.swap(p * d + k, c * d + k);
+                inv.swap(p * d + k, c * d + k);
+            }
+        }
+        for k in 0..d {
+            m[c * d + k] /= piv;
+            inv[c * d + k] /= piv;
+        }
+        for r in 0..d {
+            if r != c {
+                let f = m[r * d + c];
+                if f != 0.0 {
+                    for k in 0..d {
+                        m[r * d + k] -= f * m[c * d + k];
+                        inv[r * d + k] -= f * inv[c * d + k];
+                    }
+                }
+            }
+        }
+    }
+    Ok(inv)
+}
+
+/// A trained PACBED thickness/tilt model: an ensemble of [`PacbedNet`]s, feature statistics for
+/// the out-of-distribution test, and its config.
+#[derive(Clone, Debug)]
+pub struct PacbedModel {
+    pub(crate) config: PacbedModelConfig,
+    pub(crate) nets: Vec<PacbedNet>,
+    pub(crate) stats: Vec<FeatureStats>,
+}
+
+/// Builds the inputs `[b, 1, n, n]` and scaled targets `[b, 3]` of `idx` with one augmentation
+/// draw per sample (seeded by `seeds`), in parallel; results do not depend on the thread count.
+fn make_batch(
+    cfg: &PacbedModelConfig,
+    aug: &PacbedAugment,
+    data: &PacbedSet,
+    idx: &[usize],
+    seeds: &[u64],
+) -> Result<(Tensor, Vec<f32>)> {
+    let n = cfg.preprocess.size_px;
+    let per: Vec<Result<(Vec<f32>, [f32; 3])>> = idx
+        .par_iter()
+        .zip(seeds.par_iter())
+        .map(|(&k, &seed)| {
+            let s = &data.samples[k];
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut out = Array2::zeros((n, n));
+            let tilt = aug.apply(&cfg.preprocess, s, &mut rng, &mut out)?;
+            let t = [
+                (s.thickness_nm / cfg.thickness_scale_nm) as f32,
+                (tilt[0] / cfg.tilt_scale_mrad) as f32,
+                (tilt[1] / cfg.tilt_scale_mrad) as f32,
+            ];
+            Ok((out.into_raw_vec_and_offset().0, t))
+        })
+        .collect();
+    let mut xs = Vec::with_capacity(idx.len() * n * n);
+    let mut ys = Vec::with_capacity(idx.len() * N_OUTPUTS);
+    for r in per {
+        let (x, t) = r?;
+        xs.extend_from_slice(&x);
+        ys.extend_from_slice(&t);
+    }
+    Ok((
+        Tensor::from_vec(xs, (idx.len(), 1, n, n), &Device::Cpu)?,
+        ys,
+    ))
+}
+
+fn member_seed(seed: u64, k: usize) -> u64 {
+    seed.wrapping_add(k as u64)
+}
+
+/// Mixes a step / sample index into a per-sample augmentation seed.
+fn sample_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(a.wrapping_mul(1 << 20).wrapping_add(b).wrapping_add(1));
+    rng.random()
+}
+
+impl PacbedModel {
+    /// Trains `config.ensemble` members on `train` (member `k` from seed `tc.seed + k`: its
+    /// weights, data order and augmentation draws), one progress unit per step, then fits the
+    /// feature statistics on one augmented draw of every training pattern and sets the
+    /// out-of-distribution threshold to the `ood_quantile` of the distances of one augmented
+    /// draw of every `calibration` pattern (held-out, in-distribution).
+    ///
+    /// Bit-identical for equal inputs on any thread count. Errors: invalid configs or data,
+    /// [`Error::NonFiniteLoss`], [`Error::Cancelled`] (checked every step).
+    pub fn train(
+        config: PacbedModelConfig,
+        tc: &PacbedTrainConfig,
+        train: &PacbedSet,
+        calibration: &PacbedSet,
+        progress: &dyn Progress,
+    ) -> Result<(PacbedModel, PacbedTrainReport)> {
+        config.validate()?;
+        tc.validate()?;
+        if train.len() < 2 || calibration.is_empty() {
+            return Err(Error::param(
+                "samples",
+                format!(
+                    "need >= 2 training and >= 1 calibration patterns, got {} and {}",
+                    train.len(),
+                    calibration.len()
+                ),
+            ));
+        }
+        let mut config = config;
+        let th = train.samples.iter().map(|s| s.thickness_nm);
+        config.thickness_range_nm = [
+            th.clone().fold(f64::INFINITY, f64::min),
+            th.fold(f64::NEG_INFINITY, f64::max),
+        ];
+        config.max_tilt_mrad = train
+            .samples
+            .iter()
+            .flat_map(|s| s.tilt_mrad)
+            .fold(0.0, |m: f64, v| m.max(v.abs()));
+        tc.parallelism.install(|| {
+            progress.start("train pacbed", tc.steps * config.ensemble as u64);
+            let mut nets = Vec::new();
+            let mut losses = Vec::new();
+            for k in 0..config.ensemble {
+                let seed = member_seed(tc.seed, k);
+                let net = PacbedNet::new(config.net.clone(), seed)?;
+                let mut opt = AdamW::new(tc.optimizer.clone())?;
+                let mut l = Vec::with_capacity(tc.steps as usize);
+                for step in 0..tc.steps {
+                    if progress.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    rng.set_stream(step + 1);
+                    let idx: Vec<usize> = (0..tc.batch_size)
+                        .map(|_| rng.random_range(0..train.len()))
+                        .collect();
+                    let seeds: Vec<u64> = (0..tc.batch_size).map(|_| rng.random()).collect();
+                    let (x, t) = make_batch(&config, &tc.augment, train, &idx, &seeds)?;
+                    let t = Tensor::from_vec(t, (tc.batch_size, N_OUTPUTS), &Device::Cpu)?;
+                    let (y, _) = net.forward(&x)?;
+                    let loss = (y - t)?.sqr()?.mean_all()?;
+                    let lv = loss.to_scalar::<f32>()?;
+                    if !lv.is_finite() {
+                        return Err(Error::NonFiniteLoss {
+                            step,
+                            loss: f64::from(lv),
+                        });
+                    }
+                    let grads = loss.backward()?;
+                    opt.step(net.params(), &grads, tc.schedule.factor(step))?;
+                    l.push(lv);
+                    progress.advance(1);
+                }
+                nets.push(net);
+                losses.push(l);
+            }
+            let mut model = PacbedModel {
+                config,
+                nets,
+                stats: Vec::new(),
+            };
+            let ftrain = model.features(train, &tc.augment, tc.seed ^ 0x5eed_f00d)?;
+            model.stats = ftrain
+                .iter()
+                .map(|f| FeatureStats::fit(f))
+                .collect::<Result<_>>()?;
+            let fcal = model.features(calibration, &tc.augment, tc.seed ^ 0x000c_a11b)?;
+            let mut d: Vec<f64> = (0..calibration.len())
+                .map(|i| {
+                    model
+                        .stats
+                        .iter()
+                        .zip(&fcal)
+                        .map(|(s, f)| s.distance(&f[i]))
+                        .sum::<f64>()
+                        / model.stats.len() as f64
+                })
+                .collect();
+            d.sort_by(f64::total_cmp);
+            let q = model.config.ood_quantile;
+            let pos = ((d.len() as f64 - 1.0) * q).round() as usize;
+            model.config.ood_threshold = d[pos.min(d.len() - 1)];
+            let report = PacbedTrainReport {
+                losses,
+                ood_threshold: model.config.ood_threshold,
+            };
+            Ok((model, report))
+        })?
+    }
+
+    /// Features of every member for one augmentation draw of every pattern of `data`:
+    /// `[member][sample][feature]`.
+    fn features(
+        &self,
+        data: &PacbedSet,
+        aug: &PacbedAugment,
+        seed: u64,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut out = vec![Vec::with_capacity(data.len()); self.nets.len()];
+        let chunk = 64;
+        let all: Vec<usize> = (0..data.len()).collect();
+        for (c, idx) in all.chunks(chunk).enumerate() {
+            let seeds: Vec<u64> = idx
+                .iter()
+                .map(|&i| sample_seed(seed, c as u64, i as u64))
+                .collect();
+            let (x, _) = make_batch(&self.config, aug, data, idx, &seeds)?;
+            for (k, net) in self.nets.iter().enumerate() {
+                let (_, f) = net.forward(&x)?;
+                out[k].extend(f.to_vec2::<f32>()?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The configuration (with the fitted ranges and threshold).
+    pub fn config(&self) -> &PacbedModelConfig {
+        &self.config
+    }
+
+    /// The ensemble members.
+    pub fn nets(&self) -> &[PacbedNet] {
+        &self.nets
+    }
+
+    /// Predicts thickness and tilt of one pattern `[k_y, k_x]` with angular pixel
+    /// `mrad_per_px` `[y, x]` (see [`PreprocessConfig::preprocess`] for the input rules).
+    pub fn predict(
+        &self,
+        pattern: ArrayView2<'_, f32>,
+        mrad_per_px: [f64; 2],
+    ) -> Result<PacbedPrediction> {
+        let x = self
+            .config
+            .preprocess
+            .preprocess(pattern, mrad_per_px, &Affine::IDENTITY)?;
+        let n = self.config.preprocess.size_px;
+        let x = Tensor::from_vec(x.into_raw_vec_and_offset().0, (1, 1, n, n), &Device::Cpu)?;
+        let mut outs = Vec::new();
+        let mut dist = 0.0;
+        for (k, net) in self.nets.iter().enumerate() {
+            let (y, f) = net.forward(&x)?;
+            let y = y.to_vec2::<f32>()?;
+            let f = f.to_vec2::<f32>()?;
+            outs.push([
+                f64::from(y[0][0]) * self.config.thickness_scale_nm,
+                f64::from(y[0][1]) * self.config.tilt_scale_mrad,
+                f64::from(y[0][2]) * self.config.tilt_scale_mrad,
+            ]);
+            if let Some(s) = self.stats.get(k) {
+                dist += s.distance(&f[0]);
+            }
+        }
+        let m = outs.len() as f64;
+        let mean = |i: usize| outs.iter().map(|o| o[i]).sum::<f64>() / m;
+        let sd = |i: usize| {
+            let mu = mean(i);
+            (outs.iter().map(|o| (o[i] - mu).powi(2)).sum::<f64>() / m).sqrt()
+        };
+        let ood_distance = dist / m;
+        let [t0, t1] = self.config.thickness_range_nm;
+        let slack = 0.1 * (t1 - t0).max(1.0);
+        let thickness = mean(0);
+        let tilt = [mean(1), mean(2)];
+        let outside = thickness < t0 - slack
+            || thickness > t1 + slack
+            || tilt
+                .iter()
+                .any(|t| t.abs() > 1.1 * self.config.max_tilt_mrad + 0.5);
+        Ok(PacbedPrediction {
+            thickness_nm: thickness,
+            thickness_spread_nm: sd(0),
+            tilt_mrad: tilt,
+            tilt_spread_mrad: [sd(1), sd(2)],
+            ood_distance,
+            ood_threshold: self.config.ood_threshold,
+            out_of_distribution: ood_distance > self.config.ood_threshold || outside,
+        })
+    }
+}
