@@ -205,10 +205,11 @@ impl PacbedAugment {
             }
             None => pre.preprocess_into(s.pattern.view(), s.mrad_per_px, &affine, out)?,
         }
-        // The pattern (and with it the tilt) is rotated by `rot` in the [y, x] frame.
+        // The pattern (and with it the tilt) is rotated by R(rot) = [[c, -s], [s, c]] in the
+        // [y, x] frame (see `Affine::compose`).
         let (sn, cs) = rot.sin_cos();
         let [ty, tx] = s.tilt_mrad;
-        Ok([cs * ty + sn * tx, -sn * ty + cs * tx])
+        Ok([cs * ty - sn * tx, sn * ty + cs * tx])
     }
 }
 
