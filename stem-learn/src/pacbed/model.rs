@@ -759,3 +759,361 @@ impl PacbedModel {
         })
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use stem_core::{CancelFlag, NoProgress};
+    use stem_sim::dataset::{CrystalSpec, PacbedGenerator};
+
+    /// SrTiO3 [001] thickness series (every cell up to `cells`) at each tilt, 2×2 positions.
+    pub(crate) fn srtio3(tilts: &[[f64; 2]], cells: usize, every: usize) -> Vec<PacbedSample> {
+        let g = PacbedGenerator {
+            crystal: CrystalSpec {
+                cells_yx: [4, 4],
+                thickness_cells: cells,
+                ..CrystalSpec::new("srtio3")
+            },
+            thickness_cells: (every..=cells).step_by(every).collect(),
+            positions_per_cell: 2,
+            ..PacbedGenerator::default()
+        };
+        let mut out = Vec::new();
+        for &t in tilts {
+            let (stack, nm, mrad) = g.run(t).unwrap();
+            for (i, &th) in nm.iter().enumerate() {
+                out.push(PacbedSample {
+                    pattern: stack.index_axis(ndarray::Axis(0), i).to_owned(),
+                    mrad_per_px: mrad,
+                    thickness_nm: th,
+                    tilt_mrad: t,
+                });
+            }
+        }
+        out
+    }
+
+    fn disc_sample() -> PacbedSample {
+        PacbedSample {
+            pattern: Array2::from_shape_fn((64, 64), |(y, x)| {
+                let (dy, dx) = (y as f64 - 32.0, x as f64 - 32.0);
+                if dy * dy + dx * dx < 400.0 { 1.0 } else { 0.0 }
+            }),
+            mrad_per_px: [1.0, 1.0],
+            thickness_nm: 5.0,
+            tilt_mrad: [1.0, -2.0],
+        }
+    }
+
+    #[test]
+    fn validation_rules() {
+        let ok = disc_sample();
+        let mut bad = vec![];
+        let mut s = ok.clone();
+        s.pattern[[0, 0]] = -1.0;
+        bad.push(s);
+        bad.push(PacbedSample {
+            mrad_per_px: [0.0, 1.0],
+            ..ok.clone()
+        });
+        bad.push(PacbedSample {
+            thickness_nm: -1.0,
+            ..ok.clone()
+        });
+        bad.push(PacbedSample {
+            tilt_mrad: [f64::NAN, 0.0],
+            ..ok.clone()
+        });
+        bad.push(PacbedSample {
+            pattern: Array2::zeros((8, 8)),
+            ..ok.clone()
+        });
+        bad.push(PacbedSample {
+            pattern: Array2::ones((3, 8)),
+            ..ok.clone()
+        });
+        for b in bad {
+            assert!(matches!(
+                PacbedSet::new(vec![ok.clone(), b]),
+                Err(Error::InvalidParameter {
+                    name: "samples",
+                    ..
+                })
+            ));
+        }
+        let a = PacbedAugment::default();
+        for b in [
+            PacbedAugment {
+                dose_range: Some([0.5, 10.0]),
+                ..a.clone()
+            },
+            PacbedAugment {
+                dose_range: Some([100.0, 10.0]),
+                ..a.clone()
+            },
+            PacbedAugment {
+                dose_range: Some([1.0, f64::INFINITY]),
+                ..a.clone()
+            },
+            PacbedAugment {
+                max_shift_mrad: -1.0,
+                ..a.clone()
+            },
+            PacbedAugment {
+                max_zoom: 0.6,
+                ..a.clone()
+            },
+            PacbedAugment {
+                max_rotation_deg: 181.0,
+                ..a.clone()
+            },
+            PacbedAugment {
+                max_shear: f64::NAN,
+                ..a.clone()
+            },
+        ] {
+            assert!(b.validate().is_err(), "{b:?}");
+        }
+        let m = PacbedModelConfig::default();
+        for b in [
+            PacbedModelConfig {
+                ensemble: 0,
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                ensemble: 17,
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                thickness_scale_nm: 0.0,
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                tilt_scale_mrad: f64::NAN,
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                ood_quantile: 0.4,
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                preprocess: PreprocessConfig {
+                    size_px: 64,
+                    ..Default::default()
+                },
+                ..m.clone()
+            },
+        ] {
+            assert!(b.validate().is_err(), "{b:?}");
+        }
+        let t = PacbedTrainConfig::default();
+        for b in [
+            PacbedTrainConfig {
+                steps: 0,
+                ..t.clone()
+            },
+            PacbedTrainConfig {
+                batch_size: 0,
+                ..t.clone()
+            },
+            PacbedTrainConfig {
+                batch_size: 2000,
+                ..t.clone()
+            },
+            PacbedTrainConfig {
+                augment: PacbedAugment {
+                    max_zoom: 1.0,
+                    ..a.clone()
+                },
+                ..t.clone()
+            },
+        ] {
+            assert!(b.validate().is_err(), "{b:?}");
+        }
+        let one = PacbedSet::new(vec![ok.clone()]).unwrap();
+        let two = PacbedSet::new(vec![ok.clone(), ok.clone()]).unwrap();
+        assert!(PacbedModel::train(m.clone(), &t, &one, &two, &NoProgress).is_err());
+        assert!(PacbedModel::train(m, &t, &two, &PacbedSet::default(), &NoProgress).is_err());
+    }
+
+    /// A bright spot placed along the tilt vector stays along the returned (rotated) tilt after
+    /// a random rotation of up to ±90°: the label turns with the pattern.
+    #[test]
+    fn rotation_turns_the_tilt_label_with_the_pattern() {
+        let mut s = disc_sample();
+        s.tilt_mrad = [2.0, 1.0];
+        // Spot at 5 × tilt = (10, 5) mrad from the centre.
+        s.pattern[[42, 37]] = 50.0;
+        let aug = PacbedAugment {
+            max_rotation_deg: 90.0,
+            ..PacbedAugment::none()
+        };
+        let pre = PreprocessConfig {
+            mrad_per_px: 1.0,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut out = Array2::zeros((48, 48));
+        let mut turned = 0;
+        for _ in 0..20 {
+            let t = aug.apply(&pre, &s, &mut rng, &mut out).unwrap();
+            let norm = t[0].hypot(t[1]);
+            assert!((norm - 5f64.sqrt()).abs() < 1e-9);
+            let (mut best, mut at) = (f32::MIN, (0, 0));
+            for ((i, j), &v) in out.indexed_iter() {
+                if v > best {
+                    (best, at) = (v, (i, j));
+                }
+            }
+            let p = [at.0 as f64 - 24.0, at.1 as f64 - 24.0];
+            let cos = (p[0] * t[0] + p[1] * t[1]) / (p[0].hypot(p[1]) * norm);
+            // The spot is 11.2 px from the centre, so pixel rounding turns it by < 0.1 rad.
+            assert!(cos > 0.99, "spot at {p:?}, tilt {t:?}");
+            if (t[0] - 2.0).abs() > 0.5 {
+                turned += 1;
+            }
+        }
+        assert!(turned > 5);
+    }
+
+    /// Gauss–Jordan inverse against the definition, and the Mahalanobis distance against the
+    /// closed form for independent features (distance² = Σ (x − μ)² / σ²).
+    #[test]
+    fn feature_statistics_oracle() {
+        let d = 5;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let b: Vec<f64> = (0..d * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let mut a = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                a[i * d + j] = (0..d).map(|k| b[i * d + k] * b[j * d + k]).sum::<f64>()
+                    + if i == j { 0.5 } else { 0.0 };
+            }
+        }
+        let inv = invert_spd(&a, d).unwrap();
+        for i in 0..d {
+            for j in 0..d {
+                let v: f64 = (0..d).map(|k| a[i * d + k] * inv[k * d + j]).sum();
+                assert!((v - if i == j { 1.0 } else { 0.0 }).abs() < 1e-9);
+            }
+        }
+        assert!(invert_spd(&[0.0; 4], 2).is_err());
+        // Independent features with σ = 1, 2, 3 (exact ±σ design, mean 0).
+        let sig = [1.0f32, 2.0, 3.0];
+        let mut f = Vec::new();
+        for s in [-1.0f32, 1.0] {
+            for k in 0..3 {
+                let mut v = vec![0.0; 3];
+                v[k] = s * sig[k] * 3f32.sqrt();
+                f.push(v);
+            }
+        }
+        let st = FeatureStats::fit(&f).unwrap();
+        // Sample variance = 2·3σ²/5 per axis; ridge 1e-3·mean variance is a < 0.5 % effect.
+        let var: Vec<f64> = sig.iter().map(|&s| 6.0 * f64::from(s * s) / 5.0).collect();
+        let x = [1.0f32, -2.0, 4.0];
+        let want: f64 = x
+            .iter()
+            .zip(&var)
+            .map(|(&v, s)| f64::from(v * v) / s)
+            .sum::<f64>()
+            .sqrt();
+        let got = st.distance(&x);
+        assert!((got - want).abs() < 5e-3 * want, "{got} vs {want}");
+        assert!(FeatureStats::fit(&f[..1]).is_err());
+    }
+
+    fn tiny() -> (PacbedModelConfig, PacbedTrainConfig) {
+        let m = PacbedModelConfig {
+            net: PacbedNetConfig {
+                input_px: 32,
+                filters: vec![4, 8, 8],
+                hidden: 16,
+                ..Default::default()
+            },
+            preprocess: PreprocessConfig {
+                size_px: 32,
+                mrad_per_px: 2.0,
+                ..Default::default()
+            },
+            ensemble: 2,
+            thickness_scale_nm: 8.0,
+            ..Default::default()
+        };
+        let t = PacbedTrainConfig {
+            steps: 250,
+            batch_size: 16,
+            optimizer: AdamWConfig {
+                lr: 3e-3,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+            schedule: LrSchedule::Cosine {
+                warmup_steps: 10,
+                total_steps: 250,
+                min_factor: 0.05,
+            },
+            augment: PacbedAugment {
+                dose_range: Some([1e5, 1e7]),
+                ..Default::default()
+            },
+            seed: 3,
+            parallelism: Parallelism::Sequential,
+        };
+        (m, t)
+    }
+
+    /// The seconds-long version of the full training: SrTiO3 [001] 0.39–15.6 nm (40 thicknesses)
+    /// at 4 training tilts, 2 × 250 steps of a tiny net. The loss must fall and the held-out
+    /// thickness RMS (2 other tilts) must be below 2.5 nm: the labels' own standard deviation
+    /// is 4.5 nm (uniform over 15.2 nm), so this needs a model that learnt thickness, while
+    /// 250 steps are far from the full model's ≤ 1 nm. Training is bit-identical on 1 and 2
+    /// threads and cancels.
+    #[test]
+    fn small_training_learns_thickness_and_is_deterministic() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut tilts = |n: usize| -> Vec<[f64; 2]> {
+            (0..n)
+                .map(|_| [rng.random_range(-3.0..3.0), rng.random_range(-3.0..3.0)])
+                .collect()
+        };
+        let train = PacbedSet::new(srtio3(&tilts(4), 40, 1)).unwrap();
+        let held = srtio3(&tilts(2), 40, 3);
+        let calib = PacbedSet::new(held[..held.len() / 2].to_vec()).unwrap();
+        let test = &held[held.len() / 2..];
+        let (m, t) = tiny();
+        let (model, rep) = PacbedModel::train(m.clone(), &t, &train, &calib, &NoProgress).unwrap();
+        for l in &rep.losses {
+            let head: f32 = l[..20].iter().sum::<f32>() / 20.0;
+            let tail: f32 = l[l.len() - 20..].iter().sum::<f32>() / 20.0;
+            assert!(tail < 0.3 * head, "loss {head} -> {tail}");
+        }
+        let mut se = 0.0;
+        for s in test {
+            let p = model.predict(s.pattern.view(), s.mrad_per_px).unwrap();
+            se += (p.thickness_nm - s.thickness_nm).powi(2);
+        }
+        let rms = (se / test.len() as f64).sqrt();
+        assert!(rms < 2.5, "held-out thickness RMS {rms} nm");
+        // Two threads: the same losses, bit for bit, and the same threshold.
+        let t2 = PacbedTrainConfig {
+            parallelism: Parallelism::Threads(2),
+            steps: 30,
+            ..t.clone()
+        };
+        let t1 = PacbedTrainConfig {
+            parallelism: Parallelism::Sequential,
+            steps: 30,
+            ..t.clone()
+        };
+        let (_, r1) = PacbedModel::train(m.clone(), &t1, &train, &calib, &NoProgress).unwrap();
+        let (_, r2) = PacbedModel::train(m.clone(), &t2, &train, &calib, &NoProgress).unwrap();
+        assert_eq!(r1, r2);
+        assert_eq!(r1.losses[0][..], rep.losses[0][..30]);
+        let cancel = CancelFlag::cancel_after(5);
+        assert!(matches!(
+            PacbedModel::train(m, &t1, &train, &calib, &cancel),
+            Err(Error::Cancelled)
+        ));
+    }
+}
