@@ -20,6 +20,7 @@ mod progress;
 mod register;
 mod simulate;
 mod tensor;
+mod thickness;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -55,6 +56,8 @@ enum Command {
     Atoms(learn::AtomsArgs),
     /// Train models (`stem train atoms RECIPE --out MODEL.safetensors`).
     Train(learn::TrainArgs),
+    /// Specimen thickness and beam tilt from a PACBED pattern (stem-learn PACBED model).
+    Thickness(thickness::ThicknessArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(&args),
         Command::Atoms(args) => learn::run_atoms(&args, cli.quiet),
         Command::Train(args) => learn::run_train(&args, cli.quiet),
+        Command::Thickness(args) => thickness::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

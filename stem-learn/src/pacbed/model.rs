@@ -699,6 +699,13 @@ impl PacbedModel {
         &self.config
     }
 
+    /// Changes where [`predict`](Self::predict) takes the zero angle (e.g. centre of mass for
+    /// experimental patterns whose optic axis is off-centre; the model was trained with the
+    /// array centre, so expect slightly worse tilts).
+    pub fn set_centering(&mut self, centering: super::Centering) {
+        self.config.preprocess.centering = centering;
+    }
+
     /// The ensemble members.
     pub fn nets(&self) -> &[PacbedNet] {
         &self.nets
@@ -761,13 +768,13 @@ impl PacbedModel {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use stem_core::{CancelFlag, NoProgress};
     use stem_sim::dataset::{CrystalSpec, PacbedGenerator};
 
     /// SrTiO3 [001] thickness series (every cell up to `cells`) at each tilt, 2×2 positions.
-    pub(crate) fn srtio3(tilts: &[[f64; 2]], cells: usize, every: usize) -> Vec<PacbedSample> {
+    fn srtio3(tilts: &[[f64; 2]], cells: usize, every: usize) -> Vec<PacbedSample> {
         let g = PacbedGenerator {
             crystal: CrystalSpec {
                 cells_yx: [4, 4],
