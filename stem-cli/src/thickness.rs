@@ -15,7 +15,7 @@ use clap::Args;
 use ndarray::{Array2, ArrayD, Axis as NdAxis, Ix2};
 use std::path::{Path, PathBuf};
 use stem_core::axis::Axis;
-use stem_learn::pacbed::{Centering, PacbedBundle, SHIPPED_PACBED_NAME};
+use stem_learn::pacbed::{Centering, PacbedBundle, PacbedPrediction, SHIPPED_PACBED_NAME};
 
 /// Options of `stem thickness`.
 #[derive(Args, Debug)]
@@ -83,8 +83,8 @@ fn to_pattern(data: ArrayD<f32>) -> Result<Array2<f32>, CliError> {
         .map_err(|e| CliError::Argument(e.to_string()))
 }
 
-/// Runs `stem thickness`.
-pub fn run(args: &ThicknessArgs) -> Result<(), CliError> {
+/// The prediction, the model's name and the calibration used.
+fn predict(args: &ThicknessArgs) -> Result<(PacbedPrediction, String, [f64; 2]), CliError> {
     let (data, file_cal) = read_pattern(&args.pattern)?;
     let pattern = to_pattern(data)?;
     let cal = match (args.mrad_per_px, file_cal) {
@@ -108,6 +108,12 @@ pub fn run(args: &ThicknessArgs) -> Result<(), CliError> {
         bundle.model.set_centering(Centering::CentreOfMass);
     }
     let p = bundle.model.predict(pattern.view(), cal)?;
+    Ok((p, name, cal))
+}
+
+/// Runs `stem thickness`.
+pub fn run(args: &ThicknessArgs) -> Result<(), CliError> {
+    let (p, name, cal) = predict(args)?;
     if args.json {
         let v = serde_json::json!({
             "model": name,
@@ -154,5 +160,39 @@ mod tests {
         // Σ over 2×3 scan positions of (sy + sx + 1) = 6 + 3 + 6 = 15.
         assert_eq!(p[[0, 0]], 15.0);
         assert!(to_pattern(ArrayD::zeros(vec![3])).is_err());
+    }
+
+    #[test]
+    fn calibration_rules_and_a_4d_cube() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 2×2 scan of a 20 mrad disc at 1 mrad/px.
+        let cube = ArrayD::from_shape_fn(vec![2, 2, 64, 64], |i| {
+            let (dy, dx) = (i[2] as f64 - 32.0, i[3] as f64 - 32.0);
+            if dy * dy + dx * dx < 400.0 {
+                1.0f32
+            } else {
+                0.01
+            }
+        });
+        let path = dir.path().join("cube.npy");
+        stem_core::io::npy::write_npy(&path, &cube).unwrap();
+        let mut args = ThicknessArgs {
+            pattern: path,
+            mrad_per_px: None,
+            model: None,
+            center_of_mass: false,
+            json: false,
+        };
+        // NPY has no calibration.
+        assert!(matches!(predict(&args), Err(CliError::Argument(_))));
+        args.mrad_per_px = Some(-1.0);
+        assert!(predict(&args).is_err());
+        args.mrad_per_px = Some(1.0);
+        let (p, name, cal) = predict(&args).unwrap();
+        assert_eq!(cal, [1.0, 1.0]);
+        assert!(name.contains("shipped"));
+        assert!(p.thickness_nm.is_finite() && p.ood_threshold > 0.0);
+        args.model = Some(dir.path().join("missing.safetensors"));
+        assert!(predict(&args).is_err());
     }
 }
