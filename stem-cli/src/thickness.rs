@@ -135,14 +135,16 @@ pub fn run(args: &ThicknessArgs) -> Result<(), CliError> {
             p.tilt_mrad[0], p.tilt_spread_mrad[0], p.tilt_mrad[1], p.tilt_spread_mrad[1]
         );
         println!(
-            "out of distribution: {} (feature distance {:.2}, threshold {:.2})",
+            "out of distribution: {} (feature distance {:.2}, threshold {:.2}; input residual {:.4}, threshold {:.4})",
             if p.out_of_distribution {
                 "YES - do not trust these values"
             } else {
                 "no"
             },
             p.ood_distance,
-            p.ood_threshold
+            p.ood_threshold,
+            p.input_residual,
+            p.input_residual_threshold
         );
     }
     Ok(())

@@ -5,6 +5,11 @@
 //! cargo run --release -p stem-learn --example train_pacbed -- \
 //!     [--out stem-learn/models/pacbed-srtio3-0.1.0.safetensors] [--train-tilts 40] \
 //!     [--steps 3000] [--ensemble 3] [--threads N] [--quick]
+//! # or: keep the networks of an existing bundle and (re)fit only the input-space
+//! # reconstruction test (the same data and seeds as a full run; the PCA does not depend on
+//! # the networks), then re-evaluate and write the bundle:
+//! cargo run --release -p stem-learn --example train_pacbed -- --add-pca IN.safetensors \
+//!     [--out OUT.safetensors] [--train-tilts 40] [--pca 24]
 //! ```
 //!
 //! Data (stem-sim multislice, one pass per tilt gives every thickness from the exit planes):
@@ -22,7 +27,8 @@ use sha2::{Digest, Sha256};
 use std::time::Instant;
 use stem_core::{NoProgress, Parallelism};
 use stem_learn::pacbed::{
-    PacbedBundle, PacbedModel, PacbedModelConfig, PacbedSample, PacbedSet, PacbedTrainConfig,
+    PacbedAugment, PacbedBundle, PacbedModel, PacbedModelConfig, PacbedSample, PacbedSet,
+    PacbedTrainConfig,
 };
 use stem_sim::dataset::{CrystalSpec, PacbedGenerator, ProbeSpec};
 
@@ -60,8 +66,9 @@ fn srtio3(
     series(&g, tilts)
 }
 
-/// Si \[110\] at 300 kV, 10 mrad (the `pacbed_si110` recipe).
-fn si110(tilts: &[[f64; 2]]) -> Vec<PacbedSample> {
+/// Si \[110\] at 300 kV, 10 mrad, ±30 mrad (the `pacbed_si110` recipe), or with `training_optics`
+/// at the SrTiO3 training optics (200 kV, 20 mrad, ±40 mrad).
+fn si110(tilts: &[[f64; 2]], training_optics: bool) -> Vec<PacbedSample> {
     let g = PacbedGenerator {
         crystal: CrystalSpec {
             cells_yx: [3, 4],
@@ -69,13 +76,17 @@ fn si110(tilts: &[[f64; 2]]) -> Vec<PacbedSample> {
             zone: "110".into(),
             ..CrystalSpec::new("si")
         },
-        probe: ProbeSpec {
-            energy_kv: 300.0,
-            convergence_mrad: 10.0,
-            ..ProbeSpec::default()
+        probe: if training_optics {
+            ProbeSpec::default()
+        } else {
+            ProbeSpec {
+                energy_kv: 300.0,
+                convergence_mrad: 10.0,
+                ..ProbeSpec::default()
+            }
         },
         thickness_cells: vec![20, 40, 60, 80, 100],
-        max_angle_mrad: 30.0,
+        max_angle_mrad: if training_optics { 40.0 } else { 30.0 },
         positions_per_cell: 4,
         ..PacbedGenerator::default()
     };
@@ -132,6 +143,24 @@ fn evaluate(m: &PacbedModel, set: &[PacbedSample]) -> Eval {
         sp += p.thickness_spread_nm;
         fl += usize::from(p.out_of_distribution);
     }
+    let mut res: Vec<f64> = Vec::new();
+    let mut sco: Vec<f64> = Vec::new();
+    for s in set {
+        let p = m.predict(s.pattern.view(), s.mrad_per_px).expect("predict");
+        res.push(p.input_residual);
+        sco.push(p.input_score_distance);
+    }
+    res.sort_by(f64::total_cmp);
+    sco.sort_by(f64::total_cmp);
+    eprintln!(
+        "  input residual min/median/max {:.4}/{:.4}/{:.4}; score distance {:.2}/{:.2}/{:.2}",
+        res[0],
+        res[res.len() / 2],
+        res[res.len() - 1],
+        sco[0],
+        sco[sco.len() / 2],
+        sco[sco.len() - 1]
+    );
     let n = set.len() as f64;
     Eval {
         rms_t: (et / n).sqrt(),
@@ -169,7 +198,8 @@ fn main() {
     let train = srtio3(&draw_tilts(n_train, 101, 4.0), 100, 1, 4);
     let calib = srtio3(&draw_tilts(if quick { 2 } else { 6 }, 202, 4.0), 100, 1, 4);
     let test = srtio3(&draw_tilts(if quick { 2 } else { 8 }, 303, 4.0), 100, 1, 4);
-    let si = si110(&[[0.0, 0.0], [0.0, 2.0], [1.5, -1.0]]);
+    let si = si110(&[[0.0, 0.0], [0.0, 2.0], [1.5, -1.0]], false);
+    let si200 = si110(&[[0.0, 0.0], [0.0, 2.0], [1.5, -1.0]], true);
     let sim_wall = t0.elapsed().as_secs_f64();
     let sim_cpu = cpu_s() - c0;
     eprintln!(
@@ -199,19 +229,52 @@ fn main() {
     };
     let t1 = Instant::now();
     let c1 = cpu_s();
-    let (model, report) =
-        PacbedModel::train(config, &tc, &train, &calib, &NoProgress).expect("train");
+    let pca_k: usize = get("--pca").map_or(24, |v| v.parse().expect("--pca"));
+    let existing =
+        get("--add-pca").map(|p| PacbedBundle::load(std::path::Path::new(&p)).expect("bundle"));
+    let (model, report, old_card) = match existing {
+        Some(b) => {
+            let mut model = b.model;
+            model
+                .fit_input_pca(pca_k, &train, &calib, &PacbedAugment::default(), tc.seed)
+                .expect("fit input PCA");
+            let report = stem_learn::pacbed::PacbedTrainReport {
+                losses: Vec::new(),
+                ood_threshold: model.config().ood_threshold,
+                pca_threshold: model.config().pca_threshold,
+                pca_score_threshold: model.config().pca_score_threshold,
+            };
+            (model, report, Some(b.card))
+        }
+        None => {
+            let config = PacbedModelConfig {
+                pca_components: pca_k,
+                ..config
+            };
+            let (m, r) =
+                PacbedModel::train(config, &tc, &train, &calib, &NoProgress).expect("train");
+            (m, r, None)
+        }
+    };
     let train_wall = t1.elapsed().as_secs_f64();
     let train_cpu = cpu_s() - c1;
+    eprintln!(
+        "input PCA: {} components, residual threshold {:.4}, score distance threshold {:.3}",
+        model.config().pca_components,
+        report.pca_threshold,
+        report.pca_score_threshold
+    );
     for (k, l) in report.losses.iter().enumerate() {
         let head: f32 = l.iter().take(50).sum::<f32>() / l.len().min(50) as f32;
         let tail: f32 = l.iter().rev().take(50).sum::<f32>() / l.len().min(50) as f32;
         eprintln!("member {k}: loss first-50 mean {head:.4}, last-50 mean {tail:.4}");
     }
-    eprintln!(
-        "trained {ensemble}×{steps} steps in {train_wall:.1} s wall, {train_cpu:.1} s CPU; OOD threshold {:.3}",
-        report.ood_threshold
-    );
+    if !report.losses.is_empty() {
+        eprintln!(
+            "trained {ensemble}×{steps} steps in {train_wall:.1} s wall, {train_cpu:.1} s CPU; OOD threshold {:.3}",
+            report.ood_threshold
+        );
+    }
 
     let clean = evaluate(&model, &test.clone());
     let noisy_test: Vec<PacbedSample> = test
@@ -221,6 +284,7 @@ fn main() {
         .collect();
     let nz = evaluate(&model, &noisy_test);
     let si_eval = evaluate(&model, &si);
+    let si200_eval = evaluate(&model, &si200);
     let tr = evaluate(&model, &train.samples[..train.len().min(400)]);
     println!(
         "| set | patterns | thickness RMS (nm) | tilt RMS (mrad) | mean thickness spread (nm) | OOD flagged |"
@@ -231,6 +295,10 @@ fn main() {
         ("held-out SrTiO3, clean", &clean),
         ("held-out SrTiO3, 1e6 e⁻ Poisson", &nz),
         ("Si [110] 300 kV 10 mrad (OOD)", &si_eval),
+        (
+            "Si [110] 200 kV 20 mrad, training optics (OOD)",
+            &si200_eval,
+        ),
     ] {
         println!(
             "| {name} | {} | {:.3} | {:.3} | {:.3} | {}/{} |",
@@ -239,13 +307,23 @@ fn main() {
     }
 
     let mut b = PacbedBundle::new("pacbed-srtio3", "0.1.0", model);
-    b.card.training = serde_json::json!({
-        "data": "stem-sim PacbedGenerator: SrTiO3 [001], 4x4 cells, 200 kV, 20 mrad, 4x4 positions/cell, thickness 1..=100 cells (0.39-39.05 nm), tilts uniform in +-4 mrad per axis",
-        "train_tilts": n_train, "train_tilt_seed": 101, "calibration_tilts_seed": 202, "test_tilts_seed": 303,
-        "train": tc,
-        "command": format!("cargo run --release -p stem-learn --example train_pacbed -- {}", args[1..].join(" ")),
-    });
-    b.card.data_checksum = train.checksum();
+    if let Some(card) = old_card {
+        let config = b.card.architecture.clone();
+        b.card = card;
+        b.card.architecture = config;
+        b.card.training["input_pca"] = serde_json::json!({
+            "components": pca_k,
+            "command": format!("cargo run --release -p stem-learn --example train_pacbed -- {}", args[1..].join(" ")),
+        });
+    } else {
+        b.card.training = serde_json::json!({
+            "data": "stem-sim PacbedGenerator: SrTiO3 [001], 4x4 cells, 200 kV, 20 mrad, 4x4 positions/cell, thickness 1..=100 cells (0.39-39.05 nm), tilts uniform in +-4 mrad per axis",
+            "train_tilts": n_train, "train_tilt_seed": 101, "calibration_tilts_seed": 202, "test_tilts_seed": 303,
+            "train": tc,
+            "command": format!("cargo run --release -p stem-learn --example train_pacbed -- {}", args[1..].join(" ")),
+        });
+        b.card.data_checksum = train.checksum();
+    }
     for (k, v) in [
         ("test_thickness_rms_nm", clean.rms_t),
         ("test_tilt_rms_mrad", clean.rms_tilt),
@@ -255,6 +333,14 @@ fn main() {
         (
             "si110_ood_flag_rate",
             si_eval.flagged as f64 / si_eval.n as f64,
+        ),
+        (
+            "si110_training_optics_ood_flag_rate",
+            si200_eval.flagged as f64 / si200_eval.n as f64,
+        ),
+        (
+            "test_noisy_1e6_ood_flag_rate",
+            nz.flagged as f64 / nz.n as f64,
         ),
     ] {
         b.card.metrics.insert(k.into(), v);

@@ -18,7 +18,11 @@
 //! * Out-of-distribution test: the Mahalanobis distance of each member's features to the
 //!   Gaussian fitted on the training features (Lee et al., NeurIPS 2018), averaged over
 //!   members, against a threshold set on held-out in-distribution patterns; predictions
-//!   outside the training ranges are flagged too. [`PacbedModel::predict`] returns
+//!   outside the training ranges are flagged too. Input-space test
+//!   ([`PacbedModel::fit_input_pca`]): the relative residual of the preprocessed input after
+//!   projection onto the principal subspace of the training inputs and the Mahalanobis
+//!   distance of its principal scores (Jackson & Mudholkar 1979), each against its own
+//!   held-out quantile. [`PacbedModel::predict`] returns
 //!   value ± ensemble spread and the flag.
 //! * [`PacbedBundle`]: the model in a verified safetensors bundle with its card.
 
@@ -36,7 +40,7 @@ pub use preprocess::{Affine, Centering, PreprocessConfig, Scaling};
 use crate::bundle::{ModelCard, decode, encode, read_file, write_file};
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
-use model::FeatureStats;
+use model::{FeatureStats, InputPca};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -80,6 +84,33 @@ impl PacbedBundle {
                 Tensor::from_vec(f(&s.precision), (d, d), &Device::Cpu)?,
             );
         }
+        if let Some(p) = &self.model.pca {
+            let d = p.mean.len();
+            t.insert(
+                "pca.mean".into(),
+                Tensor::from_vec(p.mean.clone(), d, &Device::Cpu)?,
+            );
+            if let Some(sc) = &p.scores {
+                let k = sc.mean.len();
+                let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+                t.insert(
+                    "pca.score_mean".into(),
+                    Tensor::from_vec(f(&sc.mean), k, &Device::Cpu)?,
+                );
+                t.insert(
+                    "pca.score_precision".into(),
+                    Tensor::from_vec(f(&sc.precision), (k, k), &Device::Cpu)?,
+                );
+            }
+            t.insert(
+                "pca.components".into(),
+                Tensor::from_vec(
+                    p.components.clone(),
+                    (p.components.len() / d, d),
+                    &Device::Cpu,
+                )?,
+            );
+        }
         Ok(t)
     }
 
@@ -90,6 +121,20 @@ impl PacbedBundle {
             return Err(Error::param(
                 "card.architecture",
                 "differs from the model's config",
+            ));
+        }
+        let k = self
+            .model
+            .pca
+            .as_ref()
+            .map_or(0, |p| p.components.len() / p.mean.len().max(1));
+        if k != self.model.config.pca_components {
+            return Err(Error::param(
+                "pca_components",
+                format!(
+                    "config says {}, the model holds {k} input components",
+                    self.model.config.pca_components
+                ),
             ));
         }
         let t = self.tensors()?;
@@ -145,6 +190,34 @@ impl PacbedBundle {
                 precision: get(format!("ood{k}.precision"), &[d, d])?,
             });
         }
+        let pca = if config.pca_components > 0 {
+            let k = config.pca_components;
+            let dn = config.preprocess.size_px * config.preprocess.size_px;
+            let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+                let t = tensors
+                    .get(name)
+                    .ok_or_else(|| bad(format!("missing tensor {name}")))?;
+                if t.dims() != shape {
+                    return Err(bad(format!(
+                        "{name} has shape {:?}, expected {shape:?}",
+                        t.dims()
+                    )));
+                }
+                Ok(t.flatten_all()?.to_vec1::<f32>()?)
+            };
+            expected += 4;
+            let f64s = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+            Some(InputPca {
+                mean: get("pca.mean", &[dn])?,
+                components: get("pca.components", &[k, dn])?,
+                scores: Some(FeatureStats {
+                    mean: f64s(get("pca.score_mean", &[k])?),
+                    precision: f64s(get("pca.score_precision", &[k, k])?),
+                }),
+            })
+        } else {
+            None
+        };
         if tensors.len() != expected {
             return Err(bad(format!(
                 "{} tensors, the architecture has {expected}",
@@ -156,6 +229,7 @@ impl PacbedBundle {
                 config,
                 nets,
                 stats,
+                pca,
             },
             card,
         })
@@ -216,6 +290,7 @@ mod tests {
             },
             ensemble: 2,
             ood_threshold: 2.5,
+            pca_components: 0,
             ..Default::default()
         };
         let nets = (0..2)
@@ -234,6 +309,7 @@ mod tests {
                 config,
                 nets,
                 stats,
+                pca: None,
             },
         )
     }
@@ -277,6 +353,50 @@ mod tests {
             PacbedBundle::from_bytes(&wb, "x"),
             Err(Error::InvalidBundle { .. })
         ));
+    }
+
+    /// A bundle with the input PCA round-trips (same residuals); a mismatch between the config
+    /// and the stored components is refused; a card written before the PCA existed (no
+    /// `pca_*` fields) reads as "no input test".
+    #[test]
+    fn bundle_with_input_pca_and_backward_compatibility() {
+        let mut b = toy_bundle();
+        let d = 16 * 16;
+        b.model.pca = Some(InputPca {
+            mean: (0..d).map(|i| (i % 5) as f32 * 0.1).collect(),
+            components: (0..2 * d)
+                .map(|i| if i == 3 || i == d + 7 { 1.0 } else { 0.0 })
+                .collect(),
+            scores: Some(FeatureStats {
+                mean: vec![0.0, 0.125],
+                precision: vec![1.0, 0.0, 0.0, 2.0],
+            }),
+        });
+        // Config still says 0 components: refused.
+        assert!(b.to_bytes().is_err());
+        b.model.config.pca_components = 2;
+        b.model.config.pca_threshold = 0.5;
+        b.card.architecture = b.model.config.clone();
+        let bytes = b.to_bytes().unwrap();
+        let back = PacbedBundle::from_bytes(&bytes, "toy").unwrap();
+        let p = Array2::from_shape_fn((40, 40), |(y, x)| 1.0 + ((y * 3 + x) % 7) as f32);
+        let (u, v) = (
+            b.model.predict(p.view(), [1.5, 1.5]).unwrap(),
+            back.model.predict(p.view(), [1.5, 1.5]).unwrap(),
+        );
+        assert_eq!(u, v);
+        assert!(u.input_residual > 0.0 && u.input_residual_threshold == 0.5);
+        // Old cards: the fields are absent.
+        let mut j = serde_json::to_value(PacbedModelConfig::default()).unwrap();
+        let o = j.as_object_mut().unwrap();
+        o.remove("pca_components");
+        o.remove("pca_threshold");
+        o.remove("pca_score_threshold");
+        let c: PacbedModelConfig = serde_json::from_value(j).unwrap();
+        assert_eq!(
+            (c.pca_components, c.pca_threshold, c.pca_score_threshold),
+            (0, 0.0, 0.0)
+        );
     }
 
     /// The atom finder still loads, and re-encoding it gives the shipped bytes exactly (the
@@ -323,21 +443,16 @@ mod tests {
         // Measured 2.12 nm RMS on 800 held-out patterns (models/README.md; the 1 nm target is
         // NOT met by the shipped model); 40 patterns give a noisier estimate, hence 3 nm.
         assert!(rms < 3.0, "held-out thickness RMS {rms} nm");
-        // The threshold is the 99 % quantile of held-out in-distribution distances (4/800
-        // flagged in the full evaluation).
+        // Each threshold is the 99 % quantile of held-out in-distribution values; >= 97 %
+        // unflagged is the target, i.e. <= 1 of 40 (7/800 = 0.9 % in the full evaluation; 4/800
+        // with the feature distance alone).
         assert!(
-            flagged <= 2,
+            flagged <= 1,
             "{flagged}/{n} in-distribution patterns flagged"
         );
     }
 
-    /// Si [110] (300 kV, 10 mrad) should be flagged. KNOWN FAILURE of the shipped model: the
-    /// full evaluation flagged 0/15 Si patterns (the 2×100-step smoke model flagged 15/15), so
-    /// the penultimate-feature Mahalanobis test alone does not separate this crystal.
-    #[test]
-    #[ignore = "known failure of the shipped model: Si [110] is not flagged (0/15), see models/README.md"]
-    fn shipped_model_flags_si110() {
-        let m = PacbedBundle::shipped().unwrap().model;
+    fn si110(probe: ProbeSpec, max_angle_mrad: f64) -> (ndarray::Array3<f32>, [f64; 2]) {
         let si = PacbedGenerator {
             crystal: CrystalSpec {
                 cells_yx: [3, 4],
@@ -345,17 +460,53 @@ mod tests {
                 zone: "110".into(),
                 ..CrystalSpec::new("si")
             },
-            probe: ProbeSpec {
-                energy_kv: 300.0,
-                convergence_mrad: 10.0,
-                ..ProbeSpec::default()
-            },
+            probe,
             thickness_cells: vec![25, 50, 75, 100],
-            max_angle_mrad: 30.0,
+            max_angle_mrad,
             positions_per_cell: 3,
             ..PacbedGenerator::default()
         };
         let (stack, _, mrad) = si.run([0.5, 1.0]).unwrap();
+        (stack, mrad)
+    }
+
+    /// Si [110] at its own recipe's optics (300 kV, 10 mrad, ±30 mrad; `pacbed_si110`) is
+    /// flagged on every plane by the input-space tests (residual / score distance of the
+    /// principal subspace; the feature distance alone flagged 0/15 in the full evaluation).
+    #[test]
+    fn shipped_model_flags_si110() {
+        let m = PacbedBundle::shipped().unwrap().model;
+        assert!(
+            m.config().pca_components > 0,
+            "shipped model has no input PCA"
+        );
+        let own = ProbeSpec {
+            energy_kv: 300.0,
+            convergence_mrad: 10.0,
+            ..ProbeSpec::default()
+        };
+        let (stack, mrad) = si110(own, 30.0);
+        for i in 0..stack.shape()[0] {
+            let p = m
+                .predict(stack.index_axis(ndarray::Axis(0), i), mrad)
+                .unwrap();
+            assert!(
+                p.out_of_distribution,
+                "Si [110] plane {i} not flagged: {p:?}"
+            );
+        }
+    }
+
+    /// Si [110] at the TRAINING optics (200 kV, 20 mrad, ±40 mrad) should be flagged too, so
+    /// that the flag responds to the crystal and not to the optics. KNOWN FAILURE: 0/15 in the
+    /// full evaluation (input residual 0.090–0.115 vs threshold 0.132, score distance
+    /// 3.7–5.3 vs 7.7, feature distance below its threshold): at these optics the 20 mrad
+    /// disc dominates the log input and Si looks like some SrTiO3 thickness.
+    #[test]
+    #[ignore = "known failure: Si [110] at the training optics is not flagged (0/15), see models/README.md"]
+    fn shipped_model_flags_si110_at_training_optics() {
+        let m = PacbedBundle::shipped().unwrap().model;
+        let (stack, mrad) = si110(ProbeSpec::default(), 40.0);
         for i in 0..stack.shape()[0] {
             let p = m
                 .predict(stack.index_axis(ndarray::Axis(0), i), mrad)

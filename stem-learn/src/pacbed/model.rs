@@ -238,6 +238,21 @@ pub struct PacbedModelConfig {
     pub ood_quantile: f64,
     /// The threshold itself (filled in by training), in units of the feature covariance.
     pub ood_threshold: f64,
+    /// Number of principal components of the preprocessed training inputs kept for the
+    /// input-space reconstruction test (0 = no such test, as in bundles written before it
+    /// existed; 0 ..= 256; default 24).
+    #[serde(default)]
+    pub pca_components: usize,
+    /// Threshold on the relative reconstruction residual `‖x − x̄ − P(x − x̄)‖ / ‖x‖` of the
+    /// network input `x` (filled in by training: the `ood_quantile` of held-out
+    /// in-distribution residuals).
+    #[serde(default)]
+    pub pca_threshold: f64,
+    /// Threshold on the Mahalanobis distance of the input's principal-component scores to
+    /// the training scores (Hotelling's T², square-rooted; filled in by training: the
+    /// `ood_quantile` of held-out in-distribution distances).
+    #[serde(default)]
+    pub pca_score_threshold: f64,
 }
 
 impl Default for PacbedModelConfig {
@@ -252,6 +267,9 @@ impl Default for PacbedModelConfig {
             max_tilt_mrad: 0.0,
             ood_quantile: 0.99,
             ood_threshold: 0.0,
+            pca_components: 24,
+            pca_threshold: 0.0,
+            pca_score_threshold: 0.0,
         }
     }
 }
@@ -292,6 +310,12 @@ impl PacbedModelConfig {
             return Err(Error::param(
                 "ood_quantile",
                 format!("must be 0.5 ..= 1, got {}", self.ood_quantile),
+            ));
+        }
+        if self.pca_components > 256 {
+            return Err(Error::param(
+                "pca_components",
+                format!("must be 0 ..= 256, got {}", self.pca_components),
             ));
         }
         Ok(())
@@ -364,6 +388,10 @@ pub struct PacbedTrainReport {
     pub losses: Vec<Vec<f32>>,
     /// The fitted out-of-distribution threshold.
     pub ood_threshold: f64,
+    /// The fitted input-reconstruction threshold (0 without the test).
+    pub pca_threshold: f64,
+    /// The fitted principal-score distance threshold (0 without the test).
+    pub pca_score_threshold: f64,
 }
 
 /// A prediction for one pattern.
@@ -381,8 +409,19 @@ pub struct PacbedPrediction {
     pub ood_distance: f64,
     /// The threshold it is compared with.
     pub ood_threshold: f64,
-    /// `true` when the pattern looks unlike the training data (distance above the threshold,
-    /// or the prediction outside the training ranges by more than 10 %): do not trust it.
+    /// Relative residual `‖x − x̄ − P(x − x̄)‖ / ‖x‖` of the network input after projection
+    /// onto the principal subspace of the training inputs (0 when the model has none).
+    pub input_residual: f64,
+    /// The threshold it is compared with (0 when the model has no input subspace).
+    pub input_residual_threshold: f64,
+    /// Mahalanobis distance of the input's principal-component scores to the training
+    /// scores (0 when the model has no input subspace).
+    pub input_score_distance: f64,
+    /// The threshold it is compared with (0 when the model has no input subspace).
+    pub input_score_threshold: f64,
+    /// `true` when the pattern looks unlike the training data (feature distance or input
+    /// residual above its threshold, or the prediction outside the training ranges by more
+    /// than 10 %): do not trust it.
     pub out_of_distribution: bool,
 }
 
@@ -499,6 +538,153 @@ fn invert_spd(a: &[f64], d: usize) -> Result<Vec<f64>> {
     Ok(inv)
 }
 
+/// Principal subspace of the preprocessed training inputs (Pearson 1901; here by seeded
+/// subspace iteration on the centred data, Halko et al., SIAM Rev. 53, 217 (2011)): mean
+/// `x̄` (`d = size_px²`) and `k` orthonormal components (row-major `[k, d]`), stored as f32,
+/// and the Gaussian statistics of the training scores `Q(x − x̄)` (Jackson & Mudholkar,
+/// Technometrics 21, 341 (1979): residual Q and score T² statistics).
+#[derive(Clone, Debug)]
+pub(crate) struct InputPca {
+    pub(crate) mean: Vec<f32>,
+    pub(crate) components: Vec<f32>,
+    pub(crate) scores: Option<FeatureStats>,
+}
+
+impl InputPca {
+    /// Fits `k` components to the rows of `x` (`n × d`, row-major) by 30 rounds of subspace
+    /// iteration `Q ← orth(Xᵀ X Q)` from a seeded uniform random start, with modified Gram–Schmidt.
+    /// Every reduction runs in a fixed order, so the result does not depend on the thread
+    /// count.
+    fn fit(x: &[f32], n: usize, d: usize, k: usize, seed: u64) -> Result<Self> {
+        if n < 2 || k == 0 || k > d.min(n) {
+            return Err(Error::param(
+                "pca_components",
+                format!("need 1 ..= min(patterns {n}, inputs {d}), got {k}"),
+            ));
+        }
+        let mut mean = vec![0.0f64; d];
+        for row in x.chunks(d) {
+            for (m, &v) in mean.iter_mut().zip(row) {
+                *m += f64::from(v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let xc: Vec<f64> = x
+            .chunks(d)
+            .flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| f64::from(v) - m))
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // Q stored as k vectors of length d, started uniform in [-1, 1).
+        let mut q: Vec<Vec<f64>> = (0..k)
+            .map(|_| (0..d).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        orthonormalise(&mut q)?;
+        for _ in 0..30 {
+            // Z = X Q (n × k), row by row.
+            let z: Vec<Vec<f64>> = xc
+                .par_chunks(d)
+                .map(|row| {
+                    q.iter()
+                        .map(|c| row.iter().zip(c).map(|(a, b)| a * b).sum::<f64>())
+                        .collect()
+                })
+                .collect();
+            // Y = Xᵀ Z: component j, element i = Σ_s X[s, i] Z[s, j] (sum over s in order).
+            q = (0..k)
+                .into_par_iter()
+                .map(|j| {
+                    let mut y = vec![0.0; d];
+                    for (row, zs) in xc.chunks(d).zip(&z) {
+                        let w = zs[j];
+                        for (yi, &xi) in y.iter_mut().zip(row) {
+                            *yi += w * xi;
+                        }
+                    }
+                    y
+                })
+                .collect();
+            orthonormalise(&mut q)?;
+        }
+        let mut pca = InputPca {
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            components: q.iter().flatten().map(|&v| v as f32).collect(),
+            scores: None,
+        };
+        let sc: Vec<Vec<f32>> = x.par_chunks(d).map(|r| pca.scores_of(r)).collect();
+        pca.scores = Some(FeatureStats::fit(&sc)?);
+        Ok(pca)
+    }
+
+    /// Scores `c_j · (x − x̄)` (as f32, like network features).
+    fn scores_of(&self, x: &[f32]) -> Vec<f32> {
+        let d = self.mean.len();
+        self.components
+            .chunks(d)
+            .map(|c| {
+                c.iter()
+                    .zip(x.iter().zip(&self.mean))
+                    .map(|(&ci, (&v, &m))| f64::from(ci) * (f64::from(v) - f64::from(m)))
+                    .sum::<f64>() as f32
+            })
+            .collect()
+    }
+
+    /// Mahalanobis distance of the scores of `x` to the training scores (0 without them).
+    fn score_distance(&self, x: &[f32]) -> f64 {
+        self.scores
+            .as_ref()
+            .map_or(0.0, |s| s.distance(&self.scores_of(x)))
+    }
+
+    /// Relative residual `‖r − Σ_j (c_j·r) c_j‖ / ‖x‖` with `r = x − x̄` (0 for `x = 0`).
+    fn residual(&self, x: &[f32]) -> f64 {
+        let d = self.mean.len();
+        let r: Vec<f64> = x
+            .iter()
+            .zip(&self.mean)
+            .map(|(&v, &m)| f64::from(v) - f64::from(m))
+            .collect();
+        let mut res = r.clone();
+        for c in self.components.chunks(d) {
+            let a: f64 = c.iter().zip(&r).map(|(&ci, ri)| f64::from(ci) * ri).sum();
+            for (e, &ci) in res.iter_mut().zip(c) {
+                *e -= a * f64::from(ci);
+            }
+        }
+        let nx = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+        if nx > 0.0 {
+            res.iter().map(|v| v * v).sum::<f64>().sqrt() / nx
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Modified Gram–Schmidt on the vectors `q` in order; a vector that loses all but 1e-9 of its
+/// norm (the data span fewer dimensions) is an error.
+fn orthonormalise(q: &mut [Vec<f64>]) -> Result<()> {
+    for j in 0..q.len() {
+        let (done, rest) = q.split_at_mut(j);
+        let v = &mut rest[0];
+        let before = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        for u in done.iter() {
+            let a: f64 = u.iter().zip(v.iter()).map(|(x, y)| x * y).sum();
+            for (vi, ui) in v.iter_mut().zip(u) {
+                *vi -= a * ui;
+            }
+        }
+        let nrm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !(nrm > 1e-9 * before && nrm > 0.0) {
+            return Err(Error::param(
+                "samples",
+                "the training inputs span fewer dimensions than pca_components",
+            ));
+        }
+        v.iter_mut().for_each(|x| *x /= nrm);
+    }
+    Ok(())
+}
+
 /// A trained PACBED thickness/tilt model: an ensemble of [`PacbedNet`]s, feature statistics for
 /// the out-of-distribution test, and its config.
 #[derive(Clone, Debug)]
@@ -506,6 +692,7 @@ pub struct PacbedModel {
     pub(crate) config: PacbedModelConfig,
     pub(crate) nets: Vec<PacbedNet>,
     pub(crate) stats: Vec<FeatureStats>,
+    pub(crate) pca: Option<InputPca>,
 }
 
 /// Builds the inputs `[b, 1, n, n]` and scaled targets `[b, 3]` of `idx` with one augmentation
@@ -639,6 +826,7 @@ impl PacbedModel {
                 config,
                 nets,
                 stats: Vec::new(),
+                pca: None,
             };
             let ftrain = model.features(train, &tc.augment, tc.seed ^ 0x5eed_f00d)?;
             model.stats = ftrain
@@ -661,9 +849,13 @@ impl PacbedModel {
             let q = model.config.ood_quantile;
             let pos = ((d.len() as f64 - 1.0) * q).round() as usize;
             model.config.ood_threshold = d[pos.min(d.len() - 1)];
+            let k = model.config.pca_components;
+            model.fit_input_pca(k, train, calibration, &tc.augment, tc.seed)?;
             let report = PacbedTrainReport {
                 losses,
                 ood_threshold: model.config.ood_threshold,
+                pca_threshold: model.config.pca_threshold,
+                pca_score_threshold: model.config.pca_score_threshold,
             };
             Ok((model, report))
         })?
@@ -692,6 +884,84 @@ impl PacbedModel {
             }
         }
         Ok(out)
+    }
+
+    /// Fits (or replaces) the input-space reconstruction test: the principal subspace of
+    /// `components` components of one geometry-augmented draw (`aug` without its Poisson
+    /// noise) of every `train` input with the Gaussian of the training scores, and two
+    /// thresholds, the `ood_quantile` of the relative residuals and of the score distances
+    /// of one such draw of every `calibration` pattern. `components = 0` removes
+    /// the test. [`train`](Self::train) calls it with `config.pca_components`; it also adds
+    /// the test to a model trained without it (the networks are not touched).
+    ///
+    /// Noise-free calibration: Poisson noise at low dose (≲ 1e6 e⁻ per pattern) raises the
+    /// residual and may set the flag. Deterministic on any thread count. Errors:
+    /// `components` > 256 or > min(patterns, inputs), empty sets, invalid patterns.
+    pub fn fit_input_pca(
+        &mut self,
+        components: usize,
+        train: &PacbedSet,
+        calibration: &PacbedSet,
+        aug: &PacbedAugment,
+        seed: u64,
+    ) -> Result<()> {
+        if components == 0 {
+            self.pca = None;
+            self.config.pca_components = 0;
+            self.config.pca_threshold = 0.0;
+            self.config.pca_score_threshold = 0.0;
+            return Ok(());
+        }
+        if components > 256 {
+            return Err(Error::param(
+                "pca_components",
+                format!("must be 0 ..= 256, got {components}"),
+            ));
+        }
+        if train.len() < 2 || calibration.is_empty() {
+            return Err(Error::param(
+                "samples",
+                format!(
+                    "need >= 2 training and >= 1 calibration patterns, got {} and {}",
+                    train.len(),
+                    calibration.len()
+                ),
+            ));
+        }
+        let aug = PacbedAugment {
+            dose_range: None,
+            ..aug.clone()
+        };
+        aug.validate()?;
+        let n = self.config.preprocess.size_px;
+        let inputs = |data: &PacbedSet, seed: u64| -> Result<Vec<f32>> {
+            let all: Vec<usize> = (0..data.len()).collect();
+            let mut out = Vec::with_capacity(data.len() * n * n);
+            for (c, idx) in all.chunks(64).enumerate() {
+                let seeds: Vec<u64> = idx
+                    .iter()
+                    .map(|&i| sample_seed(seed, c as u64, i as u64))
+                    .collect();
+                let (x, _) = make_batch(&self.config, &aug, data, idx, &seeds)?;
+                out.extend(x.flatten_all()?.to_vec1::<f32>()?);
+            }
+            Ok(out)
+        };
+        let xt = inputs(train, seed ^ 0x00c0_ffee)?;
+        let pca = InputPca::fit(&xt, train.len(), n * n, components, seed ^ 0x000b_ca5e)?;
+        let xc = inputs(calibration, seed ^ 0x00ca_11b2)?;
+        let q = self.config.ood_quantile;
+        let quantile = |mut r: Vec<f64>| {
+            r.sort_by(f64::total_cmp);
+            let pos = ((r.len() as f64 - 1.0) * q).round() as usize;
+            r[pos.min(r.len() - 1)]
+        };
+        self.config.pca_threshold = quantile(xc.chunks(n * n).map(|x| pca.residual(x)).collect());
+        self.config.pca_score_threshold =
+            quantile(xc.chunks(n * n).map(|x| pca.score_distance(x)).collect());
+        self.config.pca_components = components;
+        self.pca = Some(pca);
+        Ok(())
     }
 
     /// The configuration (with the fitted ranges and threshold).
@@ -723,7 +993,10 @@ impl PacbedModel {
             .preprocess
             .preprocess(pattern, mrad_per_px, &Affine::IDENTITY)?;
         let n = self.config.preprocess.size_px;
-        let x = Tensor::from_vec(x.into_raw_vec_and_offset().0, (1, 1, n, n), &Device::Cpu)?;
+        let x = x.into_raw_vec_and_offset().0;
+        let input_residual = self.pca.as_ref().map_or(0.0, |p| p.residual(&x));
+        let input_score_distance = self.pca.as_ref().map_or(0.0, |p| p.score_distance(&x));
+        let x = Tensor::from_vec(x, (1, 1, n, n), &Device::Cpu)?;
         let mut outs = Vec::new();
         let mut dist = 0.0;
         for (k, net) in self.nets.iter().enumerate() {
@@ -762,7 +1035,15 @@ impl PacbedModel {
             tilt_spread_mrad: [sd(1), sd(2)],
             ood_distance,
             ood_threshold: self.config.ood_threshold,
-            out_of_distribution: ood_distance > self.config.ood_threshold || outside,
+            input_residual,
+            input_residual_threshold: self.config.pca_threshold,
+            input_score_distance,
+            input_score_threshold: self.config.pca_score_threshold,
+            out_of_distribution: ood_distance > self.config.ood_threshold
+                || (self.pca.is_some()
+                    && (input_residual > self.config.pca_threshold
+                        || input_score_distance > self.config.pca_score_threshold))
+                || outside,
         })
     }
 }
@@ -908,6 +1189,10 @@ mod tests {
                     size_px: 64,
                     ..Default::default()
                 },
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                pca_components: 257,
                 ..m.clone()
             },
         ] {
@@ -1076,6 +1361,82 @@ mod tests {
     /// is 4.5 nm (uniform over 15.2 nm), so this needs a model that learnt thickness, while
     /// 250 steps are far from the full model's ≤ 1 nm. Training is bit-identical on 1 and 2
     /// threads and cancels.
+    #[test]
+    fn input_pca_oracle_and_rules() {
+        // Rows x = 3 + Σ_j a_j u_j in a known 3-D subspace of R^40 (u_j orthonormal).
+        let (n, d) = (50, 40);
+        let u: Vec<Vec<f64>> = (0..3)
+            .map(|j| (0..d).map(|i| if i % 3 == j { 1.0 } else { 0.0 }).collect())
+            .map(|v: Vec<f64>| {
+                let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                v.iter().map(|x| x / nv).collect()
+            })
+            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut x = Vec::new();
+        for _ in 0..n {
+            let a: Vec<f64> = (0..3).map(|_| rng.random_range(-2.0..2.0)).collect();
+            x.extend((0..d).map(|i| (3.0 + (0..3).map(|j| a[j] * u[j][i]).sum::<f64>()) as f32));
+        }
+        let p = InputPca::fit(&x, n, d, 3, 1).unwrap();
+        // Orthonormal components (f32 rounding: 1e-5).
+        for a in 0..3 {
+            for b in 0..3 {
+                let dot: f64 = (0..d)
+                    .map(|i| f64::from(p.components[a * d + i] * p.components[b * d + i]))
+                    .sum();
+                assert!(
+                    (dot - f64::from(u8::from(a == b))).abs() < 1e-5,
+                    "{a} {b} {dot}"
+                );
+            }
+        }
+        // A new point of the affine subspace: residual ~0 (f32 storage: < 1e-5); adding a
+        // vector e orthogonal to every u_j gives residual ‖e‖ / ‖x‖ exactly.
+        let inside: Vec<f32> = (0..d)
+            .map(|i| (3.0 + 0.7 * u[0][i] - 1.1 * u[2][i]) as f32)
+            .collect();
+        assert!(p.residual(&inside) < 1e-5, "{}", p.residual(&inside));
+        let e: Vec<f64> = (0..d)
+            .map(|i| {
+                if i == 0 {
+                    1.0
+                } else if i == 3 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let out: Vec<f32> = inside.iter().zip(&e).map(|(&v, &w)| v + w as f32).collect();
+        let nx = out
+            .iter()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let want = 2f64.sqrt() / nx;
+        assert!(
+            (p.residual(&out) - want).abs() < 1e-5,
+            "{} vs {want}",
+            p.residual(&out)
+        );
+        // Thread count does not change the fit.
+        let p1 = Parallelism::Sequential
+            .install(|| InputPca::fit(&x, n, d, 3, 1).unwrap())
+            .unwrap();
+        let p2 = Parallelism::Threads(2)
+            .install(|| InputPca::fit(&x, n, d, 3, 1).unwrap())
+            .unwrap();
+        assert_eq!(p1.components, p2.components);
+        assert_eq!(p1.mean, p2.mean);
+        // Rules: k = 0, k > n, k > d, n < 2; rank-deficient data (4 components of rank-3 data).
+        assert!(InputPca::fit(&x, n, d, 0, 1).is_err());
+        assert!(InputPca::fit(&x, n, d, 41, 1).is_err());
+        assert!(InputPca::fit(&x[..d], 1, d, 1, 1).is_err());
+        assert!(InputPca::fit(&x[..5 * d], 5, d, 6, 1).is_err());
+        assert!(InputPca::fit(&x, n, d, 4, 1).is_err());
+    }
+
     #[test]
     fn small_training_learns_thickness_and_is_deterministic() {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
