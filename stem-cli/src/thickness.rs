@@ -26,7 +26,7 @@ pub struct ThicknessArgs {
     /// Angular pixel in mrad (both axes); required when the file has no mrad calibration.
     #[arg(long)]
     pub mrad_per_px: Option<f64>,
-    /// A PACBED bundle; default: the shipped SrTiO3 [001] model.
+    /// A PACBED bundle; default: the shipped SrTiO3 (zone 001) model.
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Take the zero angle at the pattern's centre of mass instead of pixel [h/2, w/2].
