@@ -21,6 +21,7 @@ mod register;
 mod simulate;
 mod tensor;
 mod vae;
+mod thickness;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,6 +59,8 @@ enum Command {
     Train(learn::TrainArgs),
     /// phyVAE domain segmentation: latent maps, segmentation and boundary PNG + NPY.
     Vae(vae::VaeArgs),
+    /// Specimen thickness and beam tilt from a PACBED pattern (stem-learn PACBED model).
+    Thickness(thickness::ThicknessArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Atoms(args) => learn::run_atoms(&args, cli.quiet),
         Command::Train(args) => learn::run_train(&args, cli.quiet),
         Command::Vae(args) => vae::run(&args, cli.quiet),
+        Command::Thickness(args) => thickness::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

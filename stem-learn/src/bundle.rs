@@ -6,6 +6,11 @@
 //! the weights, metrics, crate versions and the CPU it was trained on. Loading checks the
 //! format, the card and the weights' SHA-256, so a truncated or corrupted file gives
 //! [`Error::InvalidBundle`].
+//!
+//! The card is generic over the architecture description (`ModelCard<A>`, default
+//! [`UNetConfig`]); [`encode`] and [`decode`] are the architecture-independent layer (tensors
+//! plus card, with the checks above) on which the typed bundles are built: [`Bundle`] for the
+//! U-Net atom finder and [`crate::pacbed::PacbedBundle`] for the PACBED regressor.
 
 use crate::error::{Error, Result};
 use crate::safetensors;
@@ -20,8 +25,11 @@ use std::path::{Path, PathBuf};
 pub const BUNDLE_FORMAT: &str = "stem-learn-bundle/1";
 
 /// Describes a trained model: what it is, how it was made, how good it is.
+///
+/// `A` is the architecture description (the network's config), serialised as the card's
+/// `architecture` field; the default is the U-Net's [`UNetConfig`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelCard {
+pub struct ModelCard<A = UNetConfig> {
     /// [`BUNDLE_FORMAT`].
     pub format: String,
     /// Model name (a store directory name: letters, digits, `-`, `_`, `.`).
@@ -31,7 +39,7 @@ pub struct ModelCard {
     /// What the model does, e.g. `"atom-finding"`.
     pub task: String,
     /// The network.
-    pub architecture: UNetConfig,
+    pub architecture: A,
     /// Training settings, data recipe and seed, as given by the trainer (free JSON).
     pub training: serde_json::Value,
     /// SHA-256 of the training data (see `SegmentationSet::checksum`).
@@ -48,10 +56,10 @@ pub struct ModelCard {
     pub weights_sha256: String,
 }
 
-impl ModelCard {
+impl<A> ModelCard<A> {
     /// A card with the format tag, this crate's and candle's versions and the current CPU;
     /// `training`, `data_checksum` and `metrics` empty.
-    pub fn new(name: &str, version: &str, task: &str, architecture: UNetConfig) -> Self {
+    pub fn new(name: &str, version: &str, task: &str, architecture: A) -> Self {
         let mut crate_versions = BTreeMap::new();
         crate_versions.insert(
             "stem-learn".to_string(),
@@ -108,6 +116,90 @@ fn weights_sha256(t: &BTreeMap<String, Tensor>) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Safetensors bytes holding `tensors` and, as the `model_card` metadata, `card` as pretty
+/// JSON; sets `card.weights_sha256` first. Byte-identical for equal tensors and cards.
+///
+/// This is the architecture-independent half of every bundle type (see [`decode`]).
+pub fn encode<A: Serialize>(
+    card: &mut ModelCard<A>,
+    tensors: &BTreeMap<String, Tensor>,
+) -> Result<Vec<u8>> {
+    card.weights_sha256 = weights_sha256(tensors)?;
+    let mut m = BTreeMap::new();
+    m.insert(
+        "model_card".to_string(),
+        serde_json::to_string_pretty(card).map_err(|e| Error::param("card", e.to_string()))?,
+    );
+    safetensors::to_bytes(tensors, &m)
+}
+
+/// Parses bundle bytes written by [`encode`]: checks the safetensors format, parses the card
+/// (its `architecture` as `A`), checks the format tag, that the card's task is `task` (when
+/// given) and the weights' SHA-256. Errors: [`Error::InvalidBundle`] naming `path`.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use candle_core::{Device, Tensor};
+/// use stem_learn::bundle::{decode, encode, ModelCard};
+/// let mut card = ModelCard::new("toy", "1", "demo", vec![3usize]);
+/// let mut t = BTreeMap::new();
+/// t.insert("w".to_string(), Tensor::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap());
+/// let bytes = encode(&mut card, &t).unwrap();
+/// let (back, tensors) = decode::<Vec<usize>>(&bytes, "toy", Some("demo")).unwrap();
+/// assert_eq!(back, card);
+/// assert_eq!(tensors["w"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0, 3.0]);
+/// assert!(decode::<Vec<usize>>(&bytes, "toy", Some("other")).is_err());
+/// ```
+pub fn decode<A: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &str,
+    task: Option<&str>,
+) -> Result<(ModelCard<A>, BTreeMap<String, Tensor>)> {
+    let bad = |reason: String| Error::InvalidBundle {
+        path: path.to_string(),
+        reason,
+    };
+    let l = safetensors::from_bytes(bytes, path)?;
+    let card: ModelCard<A> = l
+        .metadata
+        .get("model_card")
+        .ok_or_else(|| bad("no model_card metadata".into()))
+        .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("model card: {e}"))))?;
+    if card.format != BUNDLE_FORMAT {
+        return Err(bad(format!(
+            "format {:?}, expected {BUNDLE_FORMAT:?}",
+            card.format
+        )));
+    }
+    if let Some(task) = task
+        && card.task != task
+    {
+        return Err(bad(format!("task {:?}, expected {task:?}", card.task)));
+    }
+    let sha = weights_sha256(&l.tensors)?;
+    if sha != card.weights_sha256 {
+        return Err(bad(format!(
+            "weights SHA-256 {sha} differs from the card's {}",
+            card.weights_sha256
+        )));
+    }
+    Ok((card, l.tensors))
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s != "."
@@ -136,14 +228,7 @@ impl Bundle {
             ));
         }
         let t = self.net.params().snapshot();
-        self.card.weights_sha256 = weights_sha256(&t)?;
-        let mut m = BTreeMap::new();
-        m.insert(
-            "model_card".to_string(),
-            serde_json::to_string_pretty(&self.card)
-                .map_err(|e| Error::param("card", e.to_string()))?,
-        );
-        safetensors::to_bytes(&t, &m)
+        encode(&mut self.card, &t)
     }
 
     /// Parses and verifies a bundle (`path` names it in errors).
@@ -166,36 +251,18 @@ impl Bundle {
             path: path.to_string(),
             reason,
         };
-        let l = safetensors::from_bytes(bytes, path)?;
-        let card: ModelCard = l
-            .metadata
-            .get("model_card")
-            .ok_or_else(|| bad("no model_card metadata".into()))
-            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("model card: {e}"))))?;
-        if card.format != BUNDLE_FORMAT {
-            return Err(bad(format!(
-                "format {:?}, expected {BUNDLE_FORMAT:?}",
-                card.format
-            )));
-        }
-        let sha = weights_sha256(&l.tensors)?;
-        if sha != card.weights_sha256 {
-            return Err(bad(format!(
-                "weights SHA-256 {sha} differs from the card's {}",
-                card.weights_sha256
-            )));
-        }
+        let (card, tensors) = decode::<UNetConfig>(bytes, path, None)?;
         let net = UNet::new(card.architecture.clone(), 0)
             .map_err(|e| bad(format!("architecture: {e}")))?;
-        if l.tensors.len() != net.params().len() {
+        if tensors.len() != net.params().len() {
             return Err(bad(format!(
                 "{} tensors, the architecture has {}",
-                l.tensors.len(),
+                tensors.len(),
                 net.params().len()
             )));
         }
         net.params()
-            .load(&l.tensors)
+            .load(&tensors)
             .map_err(|e| bad(e.to_string()))?;
         Ok(Bundle { card, net })
     }
@@ -203,18 +270,12 @@ impl Bundle {
     /// Writes the bundle to `path`.
     pub fn save(&mut self, path: &Path) -> Result<()> {
         let b = self.to_bytes()?;
-        std::fs::write(path, b).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        write_file(path, &b)
     }
 
     /// Reads and verifies a bundle file.
     pub fn load(path: &Path) -> Result<Self> {
-        let b = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let b = read_file(path)?;
         Self::from_bytes(&b, &path.display().to_string())
     }
 

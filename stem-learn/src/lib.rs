@@ -15,6 +15,8 @@
 //!   inference, components, centroids) and the classical baseline, and pooled scores.
 //! * [`vae`]: phyVAE — a VAE on grid sub-images with a differentiable total-variation prior on
 //!   its latent maps (and the Biswas et al. 2023 weighting), k-means domains and boundary scores.
+//! * [`pacbed`]: thickness and tilt from PACBED patterns (small CNN ensemble regressor with
+//!   an out-of-distribution flag).
 //! * [`bundle`], [`safetensors`]: model bundles with an embedded model card, a local
 //!   [`ModelStore`](bundle::ModelStore).
 //!
@@ -32,6 +34,7 @@ pub mod finder;
 pub mod loss;
 pub mod ops;
 pub mod optim;
+pub mod pacbed;
 pub mod params;
 pub mod safetensors;
 pub mod train;
