@@ -20,8 +20,8 @@ mod progress;
 mod register;
 mod simulate;
 mod tensor;
-mod vae;
 mod thickness;
+mod vae;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
