@@ -5,3 +5,4 @@
 
 pub mod denoise;
 pub mod series;
+pub mod test_data;

@@ -24,24 +24,11 @@ use stem_core::hypercube::SignalKind;
 use stem_core::io::{Dataset, Format, OpenOptions, open, open_with, read_bytes};
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("STEM_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-data"));
-    let emd = dir.join("hyperspy/tests/io/emd_files");
-    if dir.join(".complete").exists() && emd.join("fei_emd_files").exists() {
-        Some(emd)
-    } else {
-        assert!(
-            std::env::var_os("STEM_REQUIRE_REFERENCE").is_none(),
-            "EMD test data not found in {} and STEM_REQUIRE_REFERENCE is set",
-            emd.display()
-        );
-        eprintln!(
-            "SKIPPED: EMD test data not found in {} (run scripts/fetch-test-data.sh)",
-            emd.display()
-        );
-        None
-    }
+    let fei = stem_tests::test_data::real_files(
+        "hyperspy/tests/io/emd_files/fei_emd_files",
+        "EMD test data",
+    )?;
+    fei.parent().map(PathBuf::from)
 }
 
 fn open_rel(rel: &str) -> Option<Dataset> {

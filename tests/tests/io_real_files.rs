@@ -27,23 +27,7 @@ use stem_core::hypercube::SignalKind;
 use stem_core::io::{Dataset, Format, open};
 
 fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("STEM_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-data"));
-    if dir.join(".complete").exists() {
-        Some(dir)
-    } else {
-        assert!(
-            std::env::var_os("STEM_REQUIRE_REFERENCE").is_none(),
-            "real-file test data not found in {} and STEM_REQUIRE_REFERENCE is set",
-            dir.display()
-        );
-        eprintln!(
-            "SKIPPED: real-file test data not found in {} (run scripts/fetch-test-data.sh)",
-            dir.display()
-        );
-        None
-    }
+    stem_tests::test_data::real_files("", "real-file test data")
 }
 
 fn open_rel(rel: &str) -> Option<Dataset> {
