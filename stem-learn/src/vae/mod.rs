@@ -15,14 +15,20 @@
 //!
 //! * [`VaeMode::Plain`]: −ELBO on shuffled minibatches of `tiles_per_batch·batch_side²` windows.
 //! * [`VaeMode::Phy`] (differentiable): the −ELBO sees the same shuffled minibatches as plain
-//!   mode; each step also encodes `tiles_per_batch` contiguous `t × t` tiles of the grid
-//!   (`t = batch_side`, random positions, `B_t` windows) and adds
-//!   `(λ/B_t)·Σ_j TV_iso(μ̃_j)`, `TV_iso(m) = Σ √(ε + (Δ_y m)² + (Δ_x m)²)` over each tile
-//!   (forward differences), where `μ̃_j = (μ_j − mean_j)/√(var_j + 10⁻⁶)` is latent `j`
-//!   standardised over the tile batch. The standardisation (gradient kept through mean and
-//!   variance) makes the penalty invariant to the scale of each latent map, so the encoder
-//!   cannot lower it by shrinking the range of μ (which the KL term would reward). All of it is
-//!   computed with tensor ops so it carries a gradient.
+//!   mode, and every step also encodes ALL `N = gy·gx` windows and adds
+//!   `(λ/N)·Σ_j TV_iso(μ̃_j)`, `TV_iso(m) = Σ √(ε + (Δ_y m)² + (Δ_x m)²)` over the whole
+//!   ordered `[gy, gx]` grid (forward differences: every neighbour pair once), where
+//!   `μ̃_j = (μ_j − mean_j)/(mean|μ_j − mean_j| + 10⁻⁶)` is latent map `j` normalised by its mean
+//!   absolute deviation over the grid. The normalisation (gradient kept through both statistics)
+//!   makes the penalty invariant to the scale of each latent map, so the encoder cannot lower it
+//!   by shrinking the range of μ (which the KL term would reward), and `TV(u)/‖u − ū‖₁` is the
+//!   Cheeger-ratio relaxation (Szlam & Bresson, ICML 2010), which favours balanced regions with
+//!   short walls. (Dividing by the standard deviation instead, an earlier version, let training
+//!   reach maps that are constant except for a few outlier lattice sites: TV/std of such a map
+//!   → 0.) All of it is tensor ops, so it carries a gradient; with λ = 0 training is
+//!   bit-identical to plain mode. With [`VaeConfig::full_grid`]` = false` the TV term is taken
+//!   instead over `tiles_per_batch` random contiguous `t × t` tiles (`t = batch_side`, `B_t`
+//!   windows, normalised over the tile batch, weight `λ/B_t`), the earlier formulation.
 //! * [`VaeMode::Faithful`] (Biswas, Ziatdinov & Kalinin, *Mach. Learn.: Sci. Technol.* 2023,
 //!   arXiv:2302.04216, as their published code does it): the same square tiles, and the loss
 //!   `(w₁ + L_phys)·(−ELBO/B)`, where [`physics_weight`] `L_phys` (min-max normalise, bilateral
@@ -34,7 +40,10 @@
 //! segmented by seeded [`kmeans`] into `classes` labels, and a [`boundary_map`] marks cells
 //! whose label differs from a 4-neighbour. [`score_segmentation`] scores them against known
 //! domain maps (e.g. `stem_sim::dataset::DomainGenerator`'s `domain` mask sampled with
-//! [`GridSpec::sample_mask`]). Results are deterministic for a seed, on any thread count.
+//! [`GridSpec::sample_mask`] at the nominal grid centres, or [`VaeFit::sample_mask_at_centres`]
+//! at the centres the windows were actually cut at, the right label once alignment has moved a
+//! window by up to half a lattice period). [`VaeConfig::kl_warmup_epochs`] ramps β from 0.
+//! Results are deterministic for a seed, on any thread count.
 //!
 //! The rVAE-style rotation/translation-invariant encoder is not implemented; `align_px` is the
 //! cheap substitute for translation invariance on crystalline images.
@@ -67,8 +76,8 @@ use stem_core::{ImageView, Parallelism, Progress};
 pub enum VaeMode {
     /// −ELBO on shuffled minibatches.
     Plain,
-    /// −ELBO (shuffled minibatches) + λ·TV_iso(standardised latent-mean maps) on contiguous
-    /// grid tiles, differentiable.
+    /// −ELBO (shuffled minibatches) + λ·TV_iso(normalised latent-mean maps) on contiguous
+    /// grid tiles (or on the whole grid with [`VaeConfig::full_grid`]), differentiable.
     Phy {
         /// TV weight λ (per window, ≥ 0).
         lambda: f64,
@@ -132,6 +141,17 @@ pub struct VaeConfig {
     pub tiles_per_batch: usize,
     /// KL weight β (≥ 0). Default 1.
     pub kl_weight: f64,
+    /// KL warm-up: the KL weight of epoch `e` (0-based) is `β·min(1, e / kl_warmup_epochs)`,
+    /// so training starts as a plain autoencoder; 0 = no warm-up. Default 0.
+    pub kl_warmup_epochs: usize,
+    /// [`VaeMode::Phy`] only: take the TV term over the whole ordered `[gy, gx]` latent maps at
+    /// every step (every neighbour pair once, no tile edges; the formulation; one extra
+    /// encoder pass over all windows per step) instead of over `tiles_per_batch` random tiles.
+    /// The −ELBO sees the same shuffled minibatches as [`VaeMode::Plain`] either way, and with
+    /// λ = 0 full-grid training is bit-identical to plain training. Default true: the
+    /// mean-absolute-deviation normalisation needs the whole grid (on 4×4 tiles, where most
+    /// windows snap to the same lattice site, it collapsed the segmentation; `bench/vae/RESULTS.md`).
+    pub full_grid: bool,
     /// σ of the Gaussian likelihood, in standardised intensity units (> 0). Default 0.3
     /// (σ = 1 let the KL term collapse the posterior on aligned lattice windows).
     pub recon_sigma: f64,
@@ -160,6 +180,8 @@ impl Default for VaeConfig {
             batch_side: 4,
             tiles_per_batch: 4,
             kl_weight: 1.0,
+            kl_warmup_epochs: 0,
+            full_grid: true,
             recon_sigma: 0.3,
             optimizer: AdamWConfig::default(),
             classes: 2,
@@ -260,14 +282,41 @@ pub struct VaeFit {
     pub boundary: Array2<u8>,
     /// Mean −ELBO per window (standardised units, constants dropped) per epoch.
     pub epoch_neg_elbo: Vec<f64>,
-    /// Mean physics term per step and epoch: standardised TV_iso per tile window for `Phy`, `L_phys` for
+    /// Mean physics term per step and epoch: normalised TV_iso per window for `Phy`, `L_phys` for
     /// `Faithful`, 0 for `Plain`.
     pub epoch_physics: Vec<f64>,
     /// Optimisation steps taken.
     pub steps: u64,
+    /// Centre each window was actually cut at (px, `[y, x]`, raster order of the grid): the
+    /// nominal grid centre, or the aligned / lattice-snapped one.
+    pub centres_px: Vec<[f64; 2]>,
 }
 
 impl VaeFit {
+    /// The value of `mask` (`[y, x]`, the image's shape) at the centre each window was actually
+    /// cut at ([`centres_px`](Self::centres_px), rounded half up and clamped into the mask), as a
+    /// `[gy, gx]` map: the physically right label of a window that alignment moved away from its
+    /// nominal grid centre (compare [`GridSpec::sample_mask`], which reads the nominal centre).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] for an empty mask.
+    pub fn sample_mask_at_centres(&self, mask: ArrayView2<'_, u8>) -> Result<Array2<u16>> {
+        let (h, w) = mask.dim();
+        let [gy, gx] = self.grid.shape;
+        if h == 0 || w == 0 || self.centres_px.len() != gy * gx {
+            return Err(Error::ShapeMismatch {
+                what: "mask covering the window centres",
+                expected: vec![gy * gx],
+                found: vec![h, w, self.centres_px.len()],
+            });
+        }
+        let at = |v: f64, n: usize| ((v + 0.5).max(0.0) as usize).min(n - 1);
+        Ok(Array2::from_shape_fn((gy, gx), |(i, j)| {
+            let c = self.centres_px[i * gx + j];
+            u16::from(mask[[at(c[0], h), at(c[1], w)]])
+        }))
+    }
+
     /// Writes `latent_<j>.png` (percentile-stretched), `segmentation.png` (labels spread over
     /// 0–255) and `boundary.png` (0/255) into `dir` at grid resolution (`[gy, gx]`, one pixel
     /// per window).
@@ -349,13 +398,18 @@ fn tv_iso(mu: &Tensor, ty: usize, tx: usize, eps: f64) -> Result<Tensor> {
     Ok(((gy.sqr()? + gx.sqr()?)? + eps)?.sqrt()?.sum_all()?)
 }
 
-/// Standardises each column of `mu` `[b, d]` over the minibatch, `(μ_j − mean_j)/√(var_j + 1e-6)`,
-/// keeping the gradient through the mean and variance: TV of the result is invariant to a
-/// rescaling of a latent map, so the encoder cannot lower it by shrinking the range of μ.
-fn standardise_columns(mu: &Tensor) -> Result<Tensor> {
+/// Normalises each column of `mu` `[b, d]` over the batch by its mean absolute deviation,
+/// `(μ_j − mean_j)/(mean_b |μ_j − mean_j| + 1e-6)`, keeping the gradient through both
+/// statistics. TV of the result is invariant to a rescaling of a latent map (the encoder cannot
+/// lower it by shrinking μ, which the KL term would reward), and it is the Cheeger-ratio
+/// relaxation `TV(u)/‖u − ū‖₁` (Szlam & Bresson, ICML 2010): for a two-level map covering a
+/// fraction f of the grid it equals perimeter/(2f(1 − f)), smallest for balanced regions with
+/// short walls. Dividing by the standard deviation instead (√(f(1 − f))) rewards maps that are
+/// constant except for a few outlier cells (TV/std ∝ √f → 0), which is what training found.
+fn normalise_columns(mu: &Tensor) -> Result<Tensor> {
     let c = mu.broadcast_sub(&mu.mean_keepdim(0)?)?;
-    let sd = (c.sqr()?.mean_keepdim(0)? + 1e-6)?.sqrt()?;
-    Ok(c.broadcast_div(&sd)?)
+    let mad = (c.abs()?.mean_keepdim(0)? + 1e-6)?;
+    Ok(c.broadcast_div(&mad)?)
 }
 
 /// Trains a VAE on the windows of `image` (`[y, x]`) and segments its latent maps.
@@ -461,17 +515,15 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
     progress.start("vae", c.epochs as u64);
     let mut epoch_neg_elbo = Vec::with_capacity(c.epochs);
     let mut epoch_physics = Vec::with_capacity(c.epochs);
-    for _ in 0..c.epochs {
-        let (tiles, tile) = epoch_batches(
-            &c.mode,
-            &spec,
-            c.batch_side,
-            c.tiles_per_batch,
-            &mut data_rng,
-        );
-        // Phy: the −ELBO sees shuffled minibatches exactly as plain mode; the TV term sees
-        // separate contiguous tiles (one tile batch per step).
-        let (batches, tiles) = if matches!(c.mode, VaeMode::Phy { .. }) {
+    let grid_tv = c.full_grid && matches!(c.mode, VaeMode::Phy { .. });
+    for epoch in 0..c.epochs {
+        let beta = if c.kl_warmup_epochs > 0 {
+            c.kl_weight * (epoch as f64 / c.kl_warmup_epochs as f64).min(1.0)
+        } else {
+            c.kl_weight
+        };
+        let (batches, tiles, tile) = if grid_tv {
+            // −ELBO on shuffled minibatches; the TV term on the whole grid each step.
             let (shuffled, _) = epoch_batches(
                 &VaeMode::Plain,
                 &spec,
@@ -479,9 +531,29 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
                 c.tiles_per_batch,
                 &mut data_rng,
             );
-            (shuffled, tiles)
+            (shuffled, Vec::new(), Some(spec.shape))
         } else {
-            (tiles, Vec::new())
+            let (tiles, tile) = epoch_batches(
+                &c.mode,
+                &spec,
+                c.batch_side,
+                c.tiles_per_batch,
+                &mut data_rng,
+            );
+            // Phy: the −ELBO sees shuffled minibatches exactly as plain mode; the TV term sees
+            // separate contiguous tiles (one tile batch per step).
+            if matches!(c.mode, VaeMode::Phy { .. }) {
+                let (shuffled, _) = epoch_batches(
+                    &VaeMode::Plain,
+                    &spec,
+                    c.batch_side,
+                    c.tiles_per_batch,
+                    &mut data_rng,
+                );
+                (shuffled, tiles, tile)
+            } else {
+                (tiles, Vec::new(), tile)
+            }
         };
         let mut tiles = tiles.into_iter();
         let (mut sum_elbo, mut sum_phys, mut count) = (0.0, 0.0, 0usize);
@@ -501,15 +573,22 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
             let rec = ((xhat - &x)?.sqr()?.sum_all()? / two_s2)?;
             let kl = ((mu.sqr()? + lv.exp()?)? - &lv)?;
             let kl = ((kl.sum_all()? - (b * d) as f64)? * 0.5)?;
-            let neg_elbo = ((rec + (kl * c.kl_weight)?)? / b as f64)?;
+            let neg_elbo = ((rec + (kl * beta)?)? / b as f64)?;
             let (loss, phys) = match (c.mode, tile) {
+                (VaeMode::Phy { lambda, eps }, Some([ty, tx])) if grid_tv => {
+                    // The whole ordered grid: μ of every window, raster order = [gy, gx] maps.
+                    let (mu_all, _) = net.encode(&xs)?;
+                    let tv = (tv_iso(&normalise_columns(&mu_all)?, ty, tx, eps)? / n as f64)?;
+                    let p = f64::from(tv.to_scalar::<f32>()?);
+                    (((tv * lambda)? + &neg_elbo)?, p)
+                }
                 (VaeMode::Phy { lambda, eps }, Some([ty, tx])) => {
                     let ti = tile_idx.unwrap_or_default();
                     let nt = ti.len();
                     let bt = nt.max(1);
                     let ti = Tensor::from_vec(ti, nt, &dev)?;
                     let (mu_t, _) = net.encode(&xs.index_select(&ti, 0)?)?;
-                    let tv = (tv_iso(&standardise_columns(&mu_t)?, ty, tx, eps)? / bt as f64)?;
+                    let tv = (tv_iso(&normalise_columns(&mu_t)?, ty, tx, eps)? / bt as f64)?;
                     let p = f64::from(tv.to_scalar::<f32>()?);
                     (((tv * lambda)? + &neg_elbo)?, p)
                 }
@@ -586,6 +665,7 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
         epoch_neg_elbo,
         epoch_physics,
         steps: opt.step_count(),
+        centres_px: grid.centres_px,
     })
 }
 

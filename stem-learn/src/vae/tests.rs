@@ -255,34 +255,106 @@ fn domain_config(mode: VaeMode) -> VaeConfig {
     }
 }
 
-/// Ground truth on simulated domains: the lattice-aligned VAE separates the two polarisation
-/// variants, in plain and in phy mode. Measured (seed 0, dose 1000 counts/px, 256², x86-64
-/// AVX-512): plain accuracy 0.828 / boundary F1 0.868, phy (λ = 1000, standardised TV on
-/// separate tiles) 0.811 / 0.815, faithful 0.522 / 0.350. The bound 0.7 sits 0.1 below the lower
-/// measurement (room for ULP-level
-/// differences across CPUs changing k-means assignments near walls) and 0.2 above chance (0.5).
-/// phy mode does NOT beat plain by a margin here (see bench/vae/RESULTS.md): not asserted.
+/// Ground truth on simulated domains: the lattice-aligned plain VAE separates the two
+/// polarisation variants. Measured (seed 0, dose 1000 counts/px, 256², x86-64 AVX-512, windows
+/// scored at their cut centres): plain accuracy 0.862 / boundary F1 0.826. The bound 0.7 sits
+/// 0.1 below (room for ULP-level differences across CPUs changing k-means assignments near
+/// walls) and 0.2 above chance (0.5). On this image phy (λ = 1000) gets only 0.575 / 0.711: its
+/// latent maps are clean two-level maps of another spatially coherent feature (one of the
+/// images where phy loses; see `phy_beats_plain_on_held_out_domain_images`).
 #[test]
-#[ignore = "about 30 CPU-s at release; run by bench/vae/run.sh"]
+#[ignore = "about 15 CPU-s at release; run by bench/vae/run.sh"]
 fn lattice_aligned_vae_separates_polarisation_domains() {
     let (img, domain) = stripes(256, 1000.0, 0);
-    for mode in [VaeMode::Plain, VaeMode::phy(1000.0)] {
-        let f = fit(
-            ImageView::new(img.view()),
-            &domain_config(mode),
-            &NoProgress,
-        )
-        .unwrap();
-        let truth = f.grid.sample_mask(domain.view()).unwrap();
-        let s = score_segmentation(f.labels.view(), truth.view(), 1).unwrap();
-        eprintln!("{mode:?}: {s:?}");
-        assert!(s.accuracy > 0.7 && s.boundary_f1 > 0.7, "{mode:?}: {s:?}");
+    let f = fit(
+        ImageView::new(img.view()),
+        &domain_config(VaeMode::Plain),
+        &NoProgress,
+    )
+    .unwrap();
+    let truth = f.sample_mask_at_centres(domain.view()).unwrap();
+    let s = score_segmentation(f.labels.view(), truth.view(), 1).unwrap();
+    eprintln!("plain: {s:?}");
+    assert!(s.accuracy > 0.7 && s.boundary_f1 > 0.7, "{s:?}");
+}
+
+/// The bench's domain images (`stem-learn/examples/bench_vae.rs`): SrTiO3 [001], 256²,
+/// stripes (2 variants ±y) or 6 Voronoi domains (4 variants ±y, ±x), Ti-O displaced 0.25 Å,
+/// Poisson noise at `dose` counts/px; returns the image, its `domain` mask and the class count.
+fn domain_image(layout: &str, dose: f64, seed: u64) -> (Array2<f32>, Array2<u8>, usize) {
+    use stem_core::noise::{Dose, add_poisson_noise};
+    let (layout_json, variants, k) = match layout {
+        "stripes" => (
+            r#"{"kind": "stripes", "period_px": [100, 160], "angle_deg": [0, 180]}"#,
+            "[[0.25, 0.0], [-0.25, 0.0]]",
+            2,
+        ),
+        _ => (
+            r#"{"kind": "voronoi", "domains": 6}"#,
+            "[[0.25, 0.0], [-0.25, 0.0], [0.0, 0.25], [0.0, -0.25]]",
+            4,
+        ),
+    };
+    let json = format!(
+        r#"{{"lattice": {{"cell": {{"preset": "srtio3001"}}, "shape": [256, 256],
+             "sampling_a": 0.12, "rotation_deg": [-5, 5]}},
+            "layout": {layout_json}, "variants_a": {variants}, "displaced": ["TiO"],
+            "wall_width_px": 2}}"#
+    );
+    let g: stem_sim::dataset::DomainGenerator = serde_json::from_str(&json).unwrap();
+    let s = g.generate(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+    let noisy = add_poisson_noise(s.image.view(), Dose::CountsPerPixel(dose), seed + 1000).unwrap();
+    let domain = s.labels.mask("domain").unwrap().data.clone();
+    (noisy.into_array(), domain, k)
+}
+
+/// The issue's target: phyVAE (λ = 1000, full-grid TV normalised by the mean absolute
+/// deviation) above the plain VAE on segmentation accuracy AND boundary F1, on HELD-OUT images
+/// (seeds 2–5; λ and the formulation were chosen on seeds 0, 1), small model (MLP h = 64, d = 2,
+/// 30 epochs). 16 images: stripes and Voronoi, 30 and 1000 counts/px, four seeds; windows scored
+/// at their cut centres, boundary tolerance 1 cell. Measured means (x86-64 AVX-512): plain
+/// 0.669 / 0.621, phy 0.782 / 0.679: +0.114 accuracy (phy ≥ plain on 13 of 16 images), +0.058
+/// boundary F1. The boundary gain is small and uneven: +0.108 on seeds 2, 3, +0.007 on seeds
+/// 4, 5, and −0.039 on the tuning seeds 0, 1 (accuracy there −0.002); see bench/vae/RESULTS.md.
+/// Asserted margins: accuracy ≥ +0.08, boundary F1 ≥ +0.03. Each sits about 0.025 below the
+/// measurement, the effect on the 16-image mean of two images changing by 0.2 (one k-means
+/// assignment flip) through cross-CPU rounding.
+#[test]
+#[ignore = "about 350 CPU-s at release (32 fits); run by bench/vae/run.sh"]
+fn phy_beats_plain_on_held_out_domain_images() {
+    let mut sum = [[0.0f64; 2]; 2];
+    let mut n = 0.0;
+    for layout in ["stripes", "voronoi"] {
+        for dose in [30.0, 1000.0] {
+            for seed in 2u64..=5 {
+                let (img, domain, k) = domain_image(layout, dose, seed);
+                for (m, mode) in [VaeMode::Plain, VaeMode::phy(1000.0)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let mut c = domain_config(mode);
+                    c.classes = k;
+                    c.seed = seed;
+                    let f = fit(ImageView::new(img.view()), &c, &NoProgress).unwrap();
+                    let truth = f.sample_mask_at_centres(domain.view()).unwrap();
+                    let s = score_segmentation(f.labels.view(), truth.view(), 1).unwrap();
+                    eprintln!("{layout} {dose} {seed} {mode:?}: {s:?}");
+                    sum[m][0] += s.accuracy;
+                    sum[m][1] += s.boundary_f1;
+                }
+                n += 1.0;
+            }
+        }
     }
+    let (d_acc, d_f1) = ((sum[1][0] - sum[0][0]) / n, (sum[1][1] - sum[0][1]) / n);
+    eprintln!("phy − plain: accuracy {d_acc:+.3}, boundary F1 {d_f1:+.3}");
+    assert!(d_acc >= 0.08 && d_f1 >= 0.03, "{d_acc} {d_f1}");
 }
 
 /// Mechanism: the differentiable TV term makes the latent maps smoother relative to their
 /// spread than plain training does, on the same data and seed. Measured: mean TV per cell / map
-/// std 1.297 (plain) vs 0.885 (phy, λ = 300, standardised TV), ratio 0.68; the bound 0.8 leaves room for
+/// std 1.297 (plain) vs 0.484 (phy, λ = 300, full-grid TV normalised by the mean absolute
+/// deviation; 0.885 with the earlier std-normalised tile TV), ratio 0.37; the bound 0.8 leaves room for
 /// cross-CPU rounding and fails if the TV term has no effect (ratio ≈ 1).
 #[test]
 fn phy_mode_lowers_relative_total_variation() {
@@ -315,4 +387,93 @@ fn phy_mode_lowers_relative_total_variation() {
     let phy = rel_tv(VaeMode::phy(300.0));
     eprintln!("relative TV per cell: plain {plain:.3}, phy {phy:.3}");
     assert!(phy < 0.8 * plain, "plain {plain}, phy {phy}");
+}
+
+#[test]
+fn full_grid_mode_is_deterministic_and_keeps_plain_batches() {
+    let img = textured();
+    for mode in [VaeMode::Plain, VaeMode::phy(1.0), VaeMode::faithful()] {
+        let mut c = small(mode);
+        c.full_grid = true;
+        c.epochs = 4;
+        c.parallelism = Parallelism::Sequential;
+        let a = fit(ImageView::new(img.view()), &c, &NoProgress).unwrap();
+        // Shuffled minibatches of tiles_per_batch·batch_side² = 16 windows, as plain mode.
+        assert_eq!(a.steps, 4 * a.grid.len().div_ceil(16) as u64, "{mode:?}");
+        c.parallelism = Parallelism::Threads(2);
+        let b = fit(ImageView::new(img.view()), &c, &NoProgress).unwrap();
+        assert_eq!(a.latent_mean, b.latent_mean, "{mode:?}");
+        if !matches!(mode, VaeMode::Plain) {
+            assert!(a.epoch_physics.iter().all(|&p| p > 0.0), "{mode:?}");
+        }
+    }
+}
+
+#[test]
+fn phy_full_grid_penalises_the_whole_grid_tv() {
+    // λ = 0 must reproduce plain training exactly (same minibatches and ε: the TV term is the
+    // only change), while λ > 0 changes the weights.
+    let img = textured();
+    let run = |mode| {
+        let mut c = small(mode);
+        c.full_grid = true;
+        c.epochs = 5;
+        fit(ImageView::new(img.view()), &c, &NoProgress).unwrap()
+    };
+    let plain = run(VaeMode::Plain);
+    assert_eq!(plain.latent_mean, run(VaeMode::phy(0.0)).latent_mean);
+    assert_ne!(plain.latent_mean, run(VaeMode::phy(10.0)).latent_mean);
+}
+
+#[test]
+fn kl_warmup_starts_without_the_kl_term() {
+    // Epoch 0 of a warm-up run is exactly a β = 0 epoch.
+    let img = textured();
+    let mut warm = small(VaeMode::Plain);
+    warm.kl_warmup_epochs = 3;
+    let w = fit(ImageView::new(img.view()), &warm, &NoProgress).unwrap();
+    let mut zero = small(VaeMode::Plain);
+    zero.kl_weight = 0.0;
+    zero.epochs = 1;
+    let z = fit(ImageView::new(img.view()), &zero, &NoProgress).unwrap();
+    assert_eq!(w.epoch_neg_elbo[0], z.epoch_neg_elbo[0]);
+    let plain = fit(
+        ImageView::new(img.view()),
+        &small(VaeMode::Plain),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_ne!(w.epoch_neg_elbo[0], plain.epoch_neg_elbo[0]);
+}
+
+#[test]
+fn truth_at_centres_follows_the_cut_windows() {
+    let img = textured();
+    let mask = Array2::from_shape_fn(img.dim(), |(_, x)| u8::from(x >= 24));
+    // Without alignment the cut centres are the nominal ones: both samplers agree.
+    let f = fit(
+        ImageView::new(img.view()),
+        &small(VaeMode::Plain),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        f.sample_mask_at_centres(mask.view()).unwrap(),
+        f.grid.sample_mask(mask.view()).unwrap()
+    );
+    // Moving every centre by +6 px in x moves the label edge by the corresponding cells.
+    let mut moved = f.clone();
+    for c in &mut moved.centres_px {
+        c[1] += 6.0;
+    }
+    let t = moved.sample_mask_at_centres(mask.view()).unwrap();
+    let row: Vec<u16> = t.row(0).to_vec();
+    let expect: Vec<u16> = (0..f.grid.shape[1])
+        .map(|j| u16::from(f.grid.centre_px(0, j)[1] + 6.0 + 0.5 >= 24.0))
+        .collect();
+    assert_eq!(row, expect);
+    assert!(matches!(
+        f.sample_mask_at_centres(Array2::<u8>::zeros((0, 0)).view()),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }
