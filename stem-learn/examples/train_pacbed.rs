@@ -163,6 +163,26 @@ fn evaluate(name: &str, m: &PacbedModel, set: &[PacbedSample]) -> Eval {
         res.push(p.input_residual);
         sco.push(p.input_score_distance);
         rat.push(p.spread_ratio);
+        if let Ok(dir) = std::env::var("PACBED_DUMP") {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(format!("{dir}/{}.csv", name.replace(' ', "_")))
+                .expect("dump");
+            writeln!(
+                f,
+                "{},{},{},{},{},{},{}",
+                s.thickness_nm,
+                p.thickness_nm,
+                p.thickness_spread_nm,
+                p.input_residual,
+                p.input_score_distance,
+                p.ood_distance,
+                p.spread_ratio
+            )
+            .expect("dump");
+        }
     }
     for v in [&mut res, &mut sco, &mut rat] {
         v.sort_by(f64::total_cmp);
