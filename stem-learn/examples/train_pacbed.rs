@@ -20,8 +20,11 @@
 //! per axis. Training tilts are drawn with seed 101, calibration tilts (OOD threshold) with
 //! seed 202 and held-out test tilts with seed 303, so the test patterns are other tilts than
 //! any training pattern. The out-of-distribution check uses Si \[110\] (300 kV, 10 mrad, the
-//! `pacbed_si110` recipe's settings). Prints metrics, timings (wall and process CPU) and the
-//! bundle's SHA-256.
+//! `pacbed_si110` recipe's settings) and at the training optics (200 kV, 20 mrad). Prints
+//! metrics (also by thickness third and by OOD test), timings (wall and process CPU) and the
+//! bundle's SHA-256. With `PACBED_DUMP=DIR` in the environment every evaluated pattern's
+//! statistics (true and predicted thickness, spread, input residual, score distance, feature
+//! distance, spread ratio) are appended to `DIR/<set>.csv`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
