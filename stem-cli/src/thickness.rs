@@ -7,7 +7,7 @@
 //! reader ([`stem_core::io::open`]) keeping the calibration of the last two axes when their unit
 //! is `mrad` or `rad` (`--mrad-per-px` overrides it). The zero angle must be at pixel
 //! `[h/2, w/2]` unless `--center-of-mass` is given. Prints thickness ± ensemble spread, tilt
-//! and the out-of-distribution flag (or JSON with `--json`). Uses the shipped SrTiO3 \[001\]
+//! and the out-of-distribution flag with each of its tests (or JSON with `--json`). Uses the shipped SrTiO3 \[001\]
 //! model unless `--model FILE` is given.
 
 use crate::CliError;
@@ -135,7 +135,7 @@ pub fn run(args: &ThicknessArgs) -> Result<(), CliError> {
             p.tilt_mrad[0], p.tilt_spread_mrad[0], p.tilt_mrad[1], p.tilt_spread_mrad[1]
         );
         println!(
-            "out of distribution: {} (feature distance {:.2}, threshold {:.2}; input residual {:.4}, threshold {:.4})",
+            "out of distribution: {} (feature distance {:.2}, threshold {:.2}; input residual {:.4}, threshold {:.4}; input score distance {:.2}, threshold {:.2}; normalised ensemble spread {:.2}, threshold {:.2})",
             if p.out_of_distribution {
                 "YES - do not trust these values"
             } else {
@@ -144,7 +144,11 @@ pub fn run(args: &ThicknessArgs) -> Result<(), CliError> {
             p.ood_distance,
             p.ood_threshold,
             p.input_residual,
-            p.input_residual_threshold
+            p.input_residual_threshold,
+            p.input_score_distance,
+            p.input_score_threshold,
+            p.spread_ratio,
+            p.spread_threshold
         );
     }
     Ok(())

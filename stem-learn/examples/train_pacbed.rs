@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! cargo run --release -p stem-learn --example train_pacbed -- \
-//!     [--out stem-learn/models/pacbed-srtio3-0.1.0.safetensors] [--train-tilts 40] \
-//!     [--steps 3000] [--ensemble 3] [--threads N] [--quick]
-//! # or: keep the networks of an existing bundle and (re)fit only the input-space
-//! # reconstruction test (the same data and seeds as a full run; the PCA does not depend on
-//! # the networks), then re-evaluate and write the bundle:
-//! cargo run --release -p stem-learn --example train_pacbed -- --add-pca IN.safetensors \
-//!     [--out OUT.safetensors] [--train-tilts 40] [--pca 24]
+//!     [--out stem-learn/models/pacbed-srtio3-0.2.0.safetensors] [--train-tilts 40] \
+//!     [--steps 1200] [--ensemble 3] [--threads N] [--quick] \
+//!     [--filters 16,32,64,64] [--hidden 64] [--size 48] [--mrad-px 1.5] [--tscale 6] \
+//!     [--lr 2e-3] [--batch 32] [--dose 1e5,1e8] [--zoom 0.01] [--shear 0.01] [--rot 3] \
+//!     [--shift 0.5] [--pca 24]
+//! # or keep the networks and feature/spread statistics of a bundle made with the same
+//! # options and refit only the input PCA (equal to a full run with `--pca K`):
+//! cargo run --release -p stem-learn --example train_pacbed -- --refit-pca IN.safetensors \
+//!     --pca K [same options] [--out OUT.safetensors]
 //! ```
 //!
 //! Data (stem-sim multislice, one pass per tilt gives every thickness from the exit planes):
@@ -18,8 +20,11 @@
 //! per axis. Training tilts are drawn with seed 101, calibration tilts (OOD threshold) with
 //! seed 202 and held-out test tilts with seed 303, so the test patterns are other tilts than
 //! any training pattern. The out-of-distribution check uses Si \[110\] (300 kV, 10 mrad, the
-//! `pacbed_si110` recipe's settings). Prints metrics, timings (wall and process CPU) and the
-//! bundle's SHA-256.
+//! `pacbed_si110` recipe's settings) and at the training optics (200 kV, 20 mrad). Prints
+//! metrics (also by thickness third and by OOD test), timings (wall and process CPU) and the
+//! bundle's SHA-256. With `PACBED_DUMP=DIR` in the environment every evaluated pattern's
+//! statistics (true and predicted thickness, spread, input residual, score distance, feature
+//! distance, spread ratio) are appended to `DIR/<set>.csv`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,8 +32,7 @@ use sha2::{Digest, Sha256};
 use std::time::Instant;
 use stem_core::{NoProgress, Parallelism};
 use stem_learn::pacbed::{
-    PacbedAugment, PacbedBundle, PacbedModel, PacbedModelConfig, PacbedSample, PacbedSet,
-    PacbedTrainConfig,
+    PacbedBundle, PacbedModel, PacbedModelConfig, PacbedSample, PacbedSet, PacbedTrainConfig,
 };
 use stem_sim::dataset::{CrystalSpec, PacbedGenerator, ProbeSpec};
 
@@ -134,32 +138,80 @@ struct Eval {
     mean_spread: f64,
 }
 
-fn evaluate(m: &PacbedModel, set: &[PacbedSample]) -> Eval {
+fn evaluate(name: &str, m: &PacbedModel, set: &[PacbedSample]) -> Eval {
     let (mut et, mut ea, mut fl, mut sp) = (0.0, 0.0, 0, 0.0);
+    let (mut res, mut sco, mut rat) = (Vec::new(), Vec::new(), Vec::new());
+    // Thickness thirds of 0-39 nm: squared error sums and counts.
+    let mut third = [(0.0, 0usize); 3];
+    // Which criterion fired: feature distance, input residual, score distance, spread.
+    let mut why = [0usize; 4];
     for s in set {
         let p = m.predict(s.pattern.view(), s.mrad_per_px).expect("predict");
-        et += (p.thickness_nm - s.thickness_nm).powi(2);
+        let e2 = (p.thickness_nm - s.thickness_nm).powi(2);
+        et += e2;
+        let b = ((s.thickness_nm / 13.02) as usize).min(2);
+        third[b].0 += e2;
+        third[b].1 += 1;
         ea += (p.tilt_mrad[0] - s.tilt_mrad[0]).powi(2) + (p.tilt_mrad[1] - s.tilt_mrad[1]).powi(2);
         sp += p.thickness_spread_nm;
         fl += usize::from(p.out_of_distribution);
-    }
-    let mut res: Vec<f64> = Vec::new();
-    let mut sco: Vec<f64> = Vec::new();
-    for s in set {
-        let p = m.predict(s.pattern.view(), s.mrad_per_px).expect("predict");
+        why[0] += usize::from(p.ood_distance > p.ood_threshold);
+        why[1] += usize::from(
+            p.input_residual_threshold > 0.0 && p.input_residual > p.input_residual_threshold,
+        );
+        why[2] += usize::from(
+            p.input_score_threshold > 0.0 && p.input_score_distance > p.input_score_threshold,
+        );
+        why[3] += usize::from(p.spread_threshold > 0.0 && p.spread_ratio > p.spread_threshold);
         res.push(p.input_residual);
         sco.push(p.input_score_distance);
+        rat.push(p.spread_ratio);
+        if let Ok(dir) = std::env::var("PACBED_DUMP") {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(format!("{dir}/{}.csv", name.replace(' ', "_")))
+                .expect("dump");
+            writeln!(
+                f,
+                "{},{},{},{},{},{},{}",
+                s.thickness_nm,
+                p.thickness_nm,
+                p.thickness_spread_nm,
+                p.input_residual,
+                p.input_score_distance,
+                p.ood_distance,
+                p.spread_ratio
+            )
+            .expect("dump");
+        }
     }
-    res.sort_by(f64::total_cmp);
-    sco.sort_by(f64::total_cmp);
+    for v in [&mut res, &mut sco, &mut rat] {
+        v.sort_by(f64::total_cmp);
+    }
+    let q = |v: &[f64], f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+    eprintln!("{name}:");
     eprintln!(
-        "  input residual min/median/max {:.4}/{:.4}/{:.4}; score distance {:.2}/{:.2}/{:.2}",
+        "  input residual min/median/max {:.4}/{:.4}/{:.4}; score distance {:.2}/{:.2}/{:.2}; spread ratio min/median/q90/max {:.2}/{:.2}/{:.2}/{:.2}",
         res[0],
-        res[res.len() / 2],
-        res[res.len() - 1],
+        q(&res, 0.5),
+        q(&res, 1.0),
         sco[0],
-        sco[sco.len() / 2],
-        sco[sco.len() - 1]
+        q(&sco, 0.5),
+        q(&sco, 1.0),
+        rat[0],
+        q(&rat, 0.5),
+        q(&rat, 0.9),
+        q(&rat, 1.0)
+    );
+    eprintln!(
+        "  thickness RMS by third (0-13 / 13-26 / 26-39 nm): {}; flagged by feature/residual/score/spread: {why:?}",
+        third
+            .iter()
+            .map(|(e, n)| format!("{:.3} ({n})", (e / (*n).max(1) as f64).sqrt()))
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
     let n = set.len() as f64;
     Eval {
@@ -181,14 +233,21 @@ fn main() {
     };
     let quick = args.iter().any(|a| a == "--quick");
     let out =
-        get("--out").unwrap_or_else(|| "stem-learn/models/pacbed-srtio3-0.1.0.safetensors".into());
+        get("--out").unwrap_or_else(|| "stem-learn/models/pacbed-srtio3-0.2.0.safetensors".into());
     let n_train: usize = get("--train-tilts").map_or(if quick { 6 } else { 40 }, |v| {
         v.parse().expect("--train-tilts")
     });
-    let steps: u64 = get("--steps").map_or(if quick { 200 } else { 3000 }, |v| {
+    let steps: u64 = get("--steps").map_or(if quick { 200 } else { 1200 }, |v| {
         v.parse().expect("--steps")
     });
     let ensemble: usize = get("--ensemble").map_or(3, |v| v.parse().expect("--ensemble"));
+    let pair = |name: &str| -> Option<[f64; 2]> {
+        get(name).map(|v| {
+            let p: Vec<f64> = v.split(',').map(|x| x.parse().expect(name)).collect();
+            [p[0], p[1]]
+        })
+    };
+    let num = |name: &str| -> Option<f64> { get(name).map(|v| v.parse().expect(name)) };
     let parallelism = get("--threads").map_or(Parallelism::Auto, |v| {
         Parallelism::Threads(v.parse().expect("--threads"))
     });
@@ -212,16 +271,63 @@ fn main() {
     let train = PacbedSet::new(train).expect("train set");
     let calib = PacbedSet::new(calib).expect("calibration set");
 
-    let config = PacbedModelConfig {
+    // The shipped recipe (0.2.0): wider conv blocks than the library default, thickness
+    // weighted up in the loss (scale 6 nm instead of 20), milder zoom/shear, doses 1e5-1e8.
+    let mut config = PacbedModelConfig {
         ensemble,
+        thickness_scale_nm: 6.0,
         ..PacbedModelConfig::default()
     };
+    config.net.filters = vec![16, 32, 64, 64];
+    if let Some(f) = get("--filters") {
+        config.net.filters = f
+            .split(',')
+            .map(|x| x.parse().expect("--filters"))
+            .collect();
+    }
+    if let Some(h) = num("--hidden") {
+        config.net.hidden = h as usize;
+    }
+    if let Some(n) = num("--size") {
+        config.net.input_px = n as usize;
+        config.preprocess.size_px = n as usize;
+    }
+    if let Some(v) = num("--mrad-px") {
+        config.preprocess.mrad_per_px = v;
+    }
+    if let Some(v) = num("--tscale") {
+        config.thickness_scale_nm = v;
+    }
     let mut tc = PacbedTrainConfig {
         steps,
         seed: 7,
         parallelism,
         ..PacbedTrainConfig::default()
     };
+    tc.augment.dose_range = Some([1e5, 1e8]);
+    tc.augment.max_zoom = 0.01;
+    tc.augment.max_shear = 0.01;
+    if let Some(v) = num("--lr") {
+        tc.optimizer.lr = v;
+    }
+    if let Some(v) = num("--batch") {
+        tc.batch_size = v as usize;
+    }
+    if let Some(d) = pair("--dose") {
+        tc.augment.dose_range = Some(d);
+    }
+    if let Some(v) = num("--zoom") {
+        tc.augment.max_zoom = v;
+    }
+    if let Some(v) = num("--shear") {
+        tc.augment.max_shear = v;
+    }
+    if let Some(v) = num("--rot") {
+        tc.augment.max_rotation_deg = v;
+    }
+    if let Some(v) = num("--shift") {
+        tc.augment.max_shift_mrad = v;
+    }
     tc.schedule = stem_learn::optim::LrSchedule::Cosine {
         warmup_steps: (steps / 30).max(1),
         total_steps: steps,
@@ -230,32 +336,44 @@ fn main() {
     let t1 = Instant::now();
     let c1 = cpu_s();
     let pca_k: usize = get("--pca").map_or(24, |v| v.parse().expect("--pca"));
-    let existing =
-        get("--add-pca").map(|p| PacbedBundle::load(std::path::Path::new(&p)).expect("bundle"));
-    let (model, report, old_card) = match existing {
-        Some(b) => {
-            let mut model = b.model;
+    let config = PacbedModelConfig {
+        pca_components: pca_k,
+        ..config
+    };
+    // `--refit-pca IN`: keep the networks and the feature/spread statistics of an existing
+    // bundle made by this example with the same options, and refit only the input PCA with
+    // `--pca K` (it depends on the data, the augmentation and the seed, not on the networks:
+    // the same as a full run with `--pca K`).
+    let (model, report) = match get("--refit-pca") {
+        Some(path) => {
+            let mut model = PacbedBundle::load(std::path::Path::new(&path))
+                .expect("bundle")
+                .model;
             model
-                .fit_input_pca(pca_k, &train, &calib, &PacbedAugment::default(), tc.seed)
+                .fit_input_pca(pca_k, &train, &calib, &tc.augment, tc.seed)
                 .expect("fit input PCA");
+            let c = model.config();
             let report = stem_learn::pacbed::PacbedTrainReport {
                 losses: Vec::new(),
-                ood_threshold: model.config().ood_threshold,
-                pca_threshold: model.config().pca_threshold,
-                pca_score_threshold: model.config().pca_score_threshold,
+                ood_threshold: c.ood_threshold,
+                pca_threshold: c.pca_threshold,
+                pca_score_threshold: c.pca_score_threshold,
+                spread_threshold: c.spread_threshold,
             };
-            (model, report, Some(b.card))
+            (model, report)
         }
-        None => {
-            let config = PacbedModelConfig {
-                pca_components: pca_k,
-                ..config
-            };
-            let (m, r) =
-                PacbedModel::train(config, &tc, &train, &calib, &NoProgress).expect("train");
-            (m, r, None)
-        }
+        None => PacbedModel::train(config, &tc, &train, &calib, &NoProgress).expect("train"),
     };
+    // The equivalent full-run arguments (without `--refit-pca IN`).
+    let mut run_args: Vec<String> = Vec::new();
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        if a == "--refit-pca" {
+            it.next();
+        } else {
+            run_args.push(a.clone());
+        }
+    }
     let train_wall = t1.elapsed().as_secs_f64();
     let train_cpu = cpu_s() - c1;
     eprintln!(
@@ -275,17 +393,28 @@ fn main() {
             report.ood_threshold
         );
     }
+    if ensemble > 1 {
+        eprintln!(
+            "spread test: reference {:?} nm, threshold {:.3}",
+            model.config().spread_reference_nm,
+            report.spread_threshold
+        );
+    }
 
-    let clean = evaluate(&model, &test.clone());
+    let clean = evaluate("held-out clean", &model, &test.clone());
     let noisy_test: Vec<PacbedSample> = test
         .iter()
         .enumerate()
         .map(|(i, s)| noisy(s, 1e6, i as u64))
         .collect();
-    let nz = evaluate(&model, &noisy_test);
-    let si_eval = evaluate(&model, &si);
-    let si200_eval = evaluate(&model, &si200);
-    let tr = evaluate(&model, &train.samples[..train.len().min(400)]);
+    let nz = evaluate("held-out 1e6", &model, &noisy_test);
+    let si_eval = evaluate("Si own optics", &model, &si);
+    let si200_eval = evaluate("Si training optics", &model, &si200);
+    let tr = evaluate(
+        "train first 400",
+        &model,
+        &train.samples[..train.len().min(400)],
+    );
     println!(
         "| set | patterns | thickness RMS (nm) | tilt RMS (mrad) | mean thickness spread (nm) | OOD flagged |"
     );
@@ -306,24 +435,14 @@ fn main() {
         );
     }
 
-    let mut b = PacbedBundle::new("pacbed-srtio3", "0.1.0", model);
-    if let Some(card) = old_card {
-        let config = b.card.architecture.clone();
-        b.card = card;
-        b.card.architecture = config;
-        b.card.training["input_pca"] = serde_json::json!({
-            "components": pca_k,
-            "command": format!("cargo run --release -p stem-learn --example train_pacbed -- {}", args[1..].join(" ")),
-        });
-    } else {
-        b.card.training = serde_json::json!({
-            "data": "stem-sim PacbedGenerator: SrTiO3 [001], 4x4 cells, 200 kV, 20 mrad, 4x4 positions/cell, thickness 1..=100 cells (0.39-39.05 nm), tilts uniform in +-4 mrad per axis",
-            "train_tilts": n_train, "train_tilt_seed": 101, "calibration_tilts_seed": 202, "test_tilts_seed": 303,
-            "train": tc,
-            "command": format!("cargo run --release -p stem-learn --example train_pacbed -- {}", args[1..].join(" ")),
-        });
-        b.card.data_checksum = train.checksum();
-    }
+    let mut b = PacbedBundle::new("pacbed-srtio3", "0.2.0", model);
+    b.card.training = serde_json::json!({
+        "data": "stem-sim PacbedGenerator: SrTiO3 [001], 4x4 cells, 200 kV, 20 mrad, 4x4 positions/cell, thickness 1..=100 cells (0.39-39.05 nm), tilts uniform in +-4 mrad per axis",
+        "train_tilts": n_train, "train_tilt_seed": 101, "calibration_tilts_seed": 202, "test_tilts_seed": 303,
+        "train": tc,
+        "command": format!("cargo run --release -p stem-learn --example train_pacbed -- {}", run_args.join(" ")),
+    });
+    b.card.data_checksum = train.checksum();
     for (k, v) in [
         ("test_thickness_rms_nm", clean.rms_t),
         ("test_tilt_rms_mrad", clean.rms_tilt),

@@ -253,6 +253,17 @@ pub struct PacbedModelConfig {
     /// `ood_quantile` of held-out in-distribution distances).
     #[serde(default)]
     pub pca_score_threshold: f64,
+    /// Ensemble-spread test: the median thickness spread (nm) of held-out in-distribution
+    /// patterns in each of `len` equal bins of predicted thickness over
+    /// `thickness_range_nm` (filled in by training when `ensemble ≥ 2`; empty = no such test,
+    /// as in bundles written before it existed).
+    #[serde(default)]
+    pub spread_reference_nm: Vec<f64>,
+    /// Threshold on the normalised spread `s / s_ref(t̂)` (the members' thickness standard
+    /// deviation over the reference of the bin of the predicted thickness; filled in by
+    /// training: the `ood_quantile` of the held-out in-distribution ratios).
+    #[serde(default)]
+    pub spread_threshold: f64,
 }
 
 impl Default for PacbedModelConfig {
@@ -270,6 +281,8 @@ impl Default for PacbedModelConfig {
             pca_components: 24,
             pca_threshold: 0.0,
             pca_score_threshold: 0.0,
+            spread_reference_nm: Vec::new(),
+            spread_threshold: 0.0,
         }
     }
 }
@@ -310,6 +323,20 @@ impl PacbedModelConfig {
             return Err(Error::param(
                 "ood_quantile",
                 format!("must be 0.5 ..= 1, got {}", self.ood_quantile),
+            ));
+        }
+        if self.spread_reference_nm.len() > 256
+            || self
+                .spread_reference_nm
+                .iter()
+                .any(|v| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(Error::param(
+                "spread_reference_nm",
+                format!(
+                    "need <= 256 finite bins > 0 nm, got {:?}",
+                    self.spread_reference_nm
+                ),
             ));
         }
         if self.pca_components > 256 {
@@ -392,6 +419,8 @@ pub struct PacbedTrainReport {
     pub pca_threshold: f64,
     /// The fitted principal-score distance threshold (0 without the test).
     pub pca_score_threshold: f64,
+    /// The fitted normalised-spread threshold (0 without the test, i.e. one member).
+    pub spread_threshold: f64,
 }
 
 /// A prediction for one pattern.
@@ -419,9 +448,14 @@ pub struct PacbedPrediction {
     pub input_score_distance: f64,
     /// The threshold it is compared with (0 when the model has no input subspace).
     pub input_score_threshold: f64,
-    /// `true` when the pattern looks unlike the training data (feature distance or input
-    /// residual above its threshold, or the prediction outside the training ranges by more
-    /// than 10 %): do not trust it.
+    /// Thickness spread over its in-distribution reference at the predicted thickness,
+    /// `s / s_ref(t̂)` (0 when the model has no spread test).
+    pub spread_ratio: f64,
+    /// The threshold it is compared with (0 when the model has no spread test).
+    pub spread_threshold: f64,
+    /// `true` when the pattern looks unlike the training data (feature distance, input
+    /// residual, input score distance or normalised ensemble spread above its threshold, or
+    /// the prediction outside the training ranges by more than 10 %): do not trust it.
     pub out_of_distribution: bool,
 }
 
@@ -685,6 +719,71 @@ fn orthonormalise(q: &mut [Vec<f64>]) -> Result<()> {
     Ok(())
 }
 
+/// Bins of predicted thickness of the spread reference.
+const SPREAD_BINS: usize = 8;
+
+/// Lowest total dose (e⁻ per pattern) of the calibration draws of the spread test: the
+/// threshold holds for patterns of at least this dose; noisier patterns have larger spreads
+/// and are flagged more often (their predictions are less reliable).
+const SPREAD_MIN_DOSE: f64 = 1e6;
+
+/// Mean and population standard deviation of the members' outputs `i`.
+fn mean_sd(outs: &[[f64; 3]], i: usize) -> (f64, f64) {
+    let m = outs.len() as f64;
+    let mu = outs.iter().map(|o| o[i]).sum::<f64>() / m;
+    let sd = (outs.iter().map(|o| (o[i] - mu).powi(2)).sum::<f64>() / m).sqrt();
+    (mu, sd)
+}
+
+/// Bin of predicted thickness `t` (nm) among `bins` equal bins over `range`, clamped.
+fn spread_bin(t: f64, range: [f64; 2], bins: usize) -> usize {
+    let w = (range[1] - range[0]).max(1e-9);
+    let b = ((t - range[0]) / w * bins as f64).floor();
+    if b.is_finite() && b > 0.0 {
+        (b as usize).min(bins.saturating_sub(1))
+    } else {
+        0
+    }
+}
+
+/// Fits the spread reference (median spread per bin; an empty bin takes the overall median;
+/// floored at 1e-3 nm) and the `q` quantile of the normalised spreads, from `(thickness,
+/// spread)` pairs in nm.
+fn fit_spread(pairs: &[(f64, f64)], range: [f64; 2], q: f64) -> (Vec<f64>, f64) {
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    };
+    let all = median(pairs.iter().map(|p| p.1).collect()).unwrap_or(1e-3);
+    let reference: Vec<f64> = (0..SPREAD_BINS)
+        .map(|b| {
+            median(
+                pairs
+                    .iter()
+                    .filter(|p| spread_bin(p.0, range, SPREAD_BINS) == b)
+                    .map(|p| p.1)
+                    .collect(),
+            )
+            .unwrap_or(all)
+            .max(1e-3)
+        })
+        .collect();
+    let mut r: Vec<f64> = pairs
+        .iter()
+        .map(|p| p.1 / reference[spread_bin(p.0, range, SPREAD_BINS)])
+        .collect();
+    r.sort_by(f64::total_cmp);
+    let pos = ((r.len() as f64 - 1.0) * q).round() as usize;
+    let thr = r
+        .get(pos.min(r.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
+    (reference, thr)
+}
+
 /// A trained PACBED thickness/tilt model: an ensemble of [`PacbedNet`]s, feature statistics for
 /// the out-of-distribution test, and its config.
 #[derive(Clone, Debug)]
@@ -849,6 +948,7 @@ impl PacbedModel {
             let q = model.config.ood_quantile;
             let pos = ((d.len() as f64 - 1.0) * q).round() as usize;
             model.config.ood_threshold = d[pos.min(d.len() - 1)];
+            model.fit_spread_test(calibration, &tc.augment, tc.seed ^ 0x5b4e_ad00)?;
             let k = model.config.pca_components;
             model.fit_input_pca(k, train, calibration, &tc.augment, tc.seed)?;
             let report = PacbedTrainReport {
@@ -856,9 +956,78 @@ impl PacbedModel {
                 ood_threshold: model.config.ood_threshold,
                 pca_threshold: model.config.pca_threshold,
                 pca_score_threshold: model.config.pca_score_threshold,
+                spread_threshold: model.config.spread_threshold,
             };
             Ok((model, report))
         })?
+    }
+
+    /// Fits the ensemble-spread test (nothing for one member): one draw of `aug` (its dose
+    /// range floored at 1e6 e⁻) of every `calibration` pattern, the members' thickness mean and
+    /// spread, the median spread per bin of predicted thickness and the `ood_quantile` of the
+    /// normalised spreads. Deterministic on any thread count.
+    fn fit_spread_test(
+        &mut self,
+        calibration: &PacbedSet,
+        aug: &PacbedAugment,
+        seed: u64,
+    ) -> Result<()> {
+        self.config.spread_reference_nm = Vec::new();
+        self.config.spread_threshold = 0.0;
+        if self.nets.len() < 2 {
+            return Ok(());
+        }
+        let aug = PacbedAugment {
+            dose_range: aug
+                .dose_range
+                .map(|[lo, hi]| [lo.max(SPREAD_MIN_DOSE), hi.max(SPREAD_MIN_DOSE)]),
+            ..aug.clone()
+        };
+        let outs = self.outputs(calibration, &aug, seed)?;
+        let pairs: Vec<(f64, f64)> = (0..calibration.len())
+            .map(|i| {
+                let o: Vec<[f64; 3]> = outs.iter().map(|m| m[i]).collect();
+                mean_sd(&o, 0)
+            })
+            .collect();
+        let (reference, thr) = fit_spread(
+            &pairs,
+            self.config.thickness_range_nm,
+            self.config.ood_quantile,
+        );
+        self.config.spread_reference_nm = reference;
+        self.config.spread_threshold = thr;
+        Ok(())
+    }
+
+    /// Unscaled outputs `[thickness nm, tilt_y mrad, tilt_x mrad]` of every member for one
+    /// augmentation draw of every pattern of `data`: `[member][sample]`.
+    fn outputs(
+        &self,
+        data: &PacbedSet,
+        aug: &PacbedAugment,
+        seed: u64,
+    ) -> Result<Vec<Vec<[f64; 3]>>> {
+        let mut out = vec![Vec::with_capacity(data.len()); self.nets.len()];
+        let all: Vec<usize> = (0..data.len()).collect();
+        for (c, idx) in all.chunks(64).enumerate() {
+            let seeds: Vec<u64> = idx
+                .iter()
+                .map(|&i| sample_seed(seed, c as u64, i as u64))
+                .collect();
+            let (x, _) = make_batch(&self.config, aug, data, idx, &seeds)?;
+            for (k, net) in self.nets.iter().enumerate() {
+                let (y, _) = net.forward(&x)?;
+                out[k].extend(y.to_vec2::<f32>()?.into_iter().map(|r| {
+                    [
+                        f64::from(r[0]) * self.config.thickness_scale_nm,
+                        f64::from(r[1]) * self.config.tilt_scale_mrad,
+                        f64::from(r[2]) * self.config.tilt_scale_mrad,
+                    ]
+                }));
+            }
+        }
+        Ok(out)
     }
 
     /// Features of every member for one augmentation draw of every pattern of `data`:
@@ -1013,16 +1182,19 @@ impl PacbedModel {
             }
         }
         let m = outs.len() as f64;
-        let mean = |i: usize| outs.iter().map(|o| o[i]).sum::<f64>() / m;
-        let sd = |i: usize| {
-            let mu = mean(i);
-            (outs.iter().map(|o| (o[i] - mu).powi(2)).sum::<f64>() / m).sqrt()
-        };
+        let mean = |i: usize| mean_sd(&outs, i).0;
+        let sd = |i: usize| mean_sd(&outs, i).1;
         let ood_distance = dist / m;
         let [t0, t1] = self.config.thickness_range_nm;
         let slack = 0.1 * (t1 - t0).max(1.0);
         let thickness = mean(0);
         let tilt = [mean(1), mean(2)];
+        let refs = &self.config.spread_reference_nm;
+        let spread_ratio = if refs.is_empty() || outs.len() < 2 {
+            0.0
+        } else {
+            sd(0) / refs[spread_bin(thickness, [t0, t1], refs.len())]
+        };
         let outside = thickness < t0 - slack
             || thickness > t1 + slack
             || tilt
@@ -1039,7 +1211,10 @@ impl PacbedModel {
             input_residual_threshold: self.config.pca_threshold,
             input_score_distance,
             input_score_threshold: self.config.pca_score_threshold,
+            spread_ratio,
+            spread_threshold: self.config.spread_threshold,
             out_of_distribution: ood_distance > self.config.ood_threshold
+                || (!refs.is_empty() && spread_ratio > self.config.spread_threshold)
                 || (self.pca.is_some()
                     && (input_residual > self.config.pca_threshold
                         || input_score_distance > self.config.pca_score_threshold))
@@ -1195,6 +1370,14 @@ mod tests {
                 pca_components: 257,
                 ..m.clone()
             },
+            PacbedModelConfig {
+                spread_reference_nm: vec![0.5, 0.0],
+                ..m.clone()
+            },
+            PacbedModelConfig {
+                spread_reference_nm: vec![f64::NAN],
+                ..m.clone()
+            },
         ] {
             assert!(b.validate().is_err(), "{b:?}");
         }
@@ -1313,6 +1496,32 @@ mod tests {
         let got = st.distance(&x);
         assert!((got - want).abs() < 5e-3 * want, "{got} vs {want}");
         assert!(FeatureStats::fit(&f[..1]).is_err());
+    }
+
+    /// Spread reference on made-up (thickness, spread) pairs: 8 bins of 1 nm over 0–8 nm; bins
+    /// 0–3 hold spreads {0.5, 1, 1.5}·(b + 1) (median b + 1), bins 4–7 are empty and take the
+    /// overall median (2); the ratios are then {0.5, 1, 1.5} four times each, so the 0.99
+    /// quantile is 1.5 and the 0.5 quantile (index round(5.5) = 6) is 1. Out-of-range and
+    /// non-finite thicknesses fall in the end bins.
+    #[test]
+    fn spread_reference_oracle() {
+        let mut pairs = Vec::new();
+        for b in 0..4 {
+            for f in [0.5, 1.0, 1.5] {
+                pairs.push((b as f64 + 0.5, f * (b + 1) as f64));
+            }
+        }
+        let (r, thr) = fit_spread(&pairs, [0.0, 8.0], 0.99);
+        assert_eq!(r, vec![1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 2.0, 2.0]);
+        assert_eq!(thr, 1.5);
+        assert_eq!(fit_spread(&pairs, [0.0, 8.0], 0.5).1, 1.0);
+        assert_eq!(spread_bin(-3.0, [0.0, 8.0], 8), 0);
+        assert_eq!(spread_bin(100.0, [0.0, 8.0], 8), 7);
+        assert_eq!(spread_bin(f64::NAN, [0.0, 8.0], 8), 0);
+        assert_eq!(spread_bin(2.5, [0.0, 8.0], 8), 2);
+        // Zero spreads are floored at 1e-3 nm (no division by zero in `predict`).
+        let (r0, _) = fit_spread(&[(1.0, 0.0), (1.0, 0.0)], [0.0, 8.0], 0.99);
+        assert!(r0.iter().all(|&v| v == 1e-3));
     }
 
     fn tiny() -> (PacbedModelConfig, PacbedTrainConfig) {
@@ -1463,6 +1672,10 @@ mod tests {
         }
         let rms = (se / test.len() as f64).sqrt();
         assert!(rms < 2.5, "held-out thickness RMS {rms} nm");
+        // Two members: the spread test is fitted (8 bins; the 0.99 quantile of spreads over
+        // their bin medians is at least 1).
+        assert_eq!(model.config().spread_reference_nm.len(), SPREAD_BINS);
+        assert!(rep.spread_threshold >= 1.0, "{}", rep.spread_threshold);
         // Two threads: the same losses, bit for bit, and the same threshold.
         let t2 = PacbedTrainConfig {
             parallelism: Parallelism::Threads(2),
