@@ -13,8 +13,10 @@
 //!   (`Acquisition/AcquisitionStartDatetime/DateTime`, Unix seconds, given as ISO 8601 UTC),
 //!   instrument; the spectrum energy axis from the detector's `Dispersion` and `OffsetEnergy`
 //!   (eV → keV). The whole JSON document is the signal's tag tree. EDS *spectrum streams*
-//!   (`Data/SpectrumStream`, event lists) and complex data (FFTs, DPC) are not decoded: they are
-//!   listed under `skipped` in the file's tag tree.
+//!   (`Data/SpectrumStream`, event lists) become spectrum images `[y, x, energy]` (frames and
+//!   detectors summed by default; see [`EdsStreamOptions`] and [`open_with_eds`] for the
+//!   encoding and the options). Complex data (FFTs, DPC) are not decoded: they are listed
+//!   under `skipped` in the file's tag tree, as are the compressed `Data/SpectrumImage` copies.
 //! * **Berkeley EMD** (root attributes `version_major` / `version_minor`, or any group with the
 //!   attribute `emd_group_type = 1`): every such group is one signal; its data set is `data`
 //!   (or the first data set not named `dimN`) and `dim1`, `dim2`, ... hold the coordinates of
@@ -93,8 +95,19 @@ pub(crate) fn read(
     options: &OpenOptions,
     err_path: &Path,
 ) -> Result<Dataset> {
+    read_with_eds(bytes, path, options, &EdsStreamOptions::default(), err_path)
+}
+
+/// [`read`] with EDS stream options.
+fn read_with_eds(
+    bytes: &[u8],
+    path: Option<&Path>,
+    options: &OpenOptions,
+    eds: &EdsStreamOptions,
+    err_path: &Path,
+) -> Result<Dataset> {
     catch_unwind(AssertUnwindSafe(|| {
-        read_inner(bytes, path, options, err_path)
+        read_inner(bytes, path, options, eds, err_path)
     }))
     .unwrap_or_else(|_| {
         Err(Error::invalid_file(
@@ -115,12 +128,15 @@ struct Ctx<'a> {
     max_bytes: u64,
     lazy: bool,
     lazy_threshold: u64,
+    /// How EDS spectrum streams are decoded.
+    eds: EdsStreamOptions,
 }
 
 fn read_inner(
     bytes: &[u8],
     path: Option<&Path>,
     options: &OpenOptions,
+    eds: &EdsStreamOptions,
     err_path: &Path,
 ) -> Result<Dataset> {
     if !sniff(bytes) {
@@ -152,6 +168,7 @@ fn read_inner(
         max_bytes,
         lazy: path.is_some(),
         lazy_threshold: options.lazy_threshold_bytes,
+        eds: eds.clone(),
     };
     let mut budget = MAX_TAG_NODES;
     let mut tags = group_tags(&root, 0, &mut budget);
@@ -798,6 +815,10 @@ fn read_velox(root: &Group, ctx: &Ctx<'_>, skipped: &mut TagValue) -> Result<Vec
     let groups = data.groups().map_err(|e| h5err(ctx.err_path, e))?;
     for kind_group in groups {
         let kind = last_name(kind_group.name());
+        if kind == "SpectrumStream" {
+            signals.extend(eds::read_streams(&kind_group, ctx, skipped)?);
+            continue;
+        }
         let members = kind_group.groups().map_err(|e| h5err(ctx.err_path, e))?;
         for g in members {
             let path = format!("Data/{kind}/{}", last_name(g.name()));
@@ -848,20 +869,7 @@ fn velox_image(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let meta = velox_metadata(g, ctx);
     let m = meta.clone().unwrap_or(serde_json::Value::Null);
     let title = jstr(&m, "BinaryResult/Detector").unwrap_or_else(|| last_name(g.name()));
-    let units_x = jstr(&m, "BinaryResult/PixelUnitX").unwrap_or_default();
-    let units_y = jstr(&m, "BinaryResult/PixelUnitY").unwrap_or_else(|| units_x.clone());
-    let (sx, ox, ux) = length_units(
-        sane_scale(jnum(&m, "BinaryResult/PixelSize/width").unwrap_or(1.0)),
-        sane_offset(jnum(&m, "BinaryResult/Offset/x").unwrap_or(0.0)),
-        &units_x,
-    );
-    let (sy, oy, uy) = length_units(
-        sane_scale(jnum(&m, "BinaryResult/PixelSize/height").unwrap_or(1.0)),
-        sane_offset(jnum(&m, "BinaryResult/Offset/y").unwrap_or(0.0)),
-        &units_y,
-    );
-    let y = Axis::new("y", h, sy, oy, uy);
-    let x = Axis::new("x", w, sx, ox, ux);
+    let (y, x) = velox_scan_axes(&m, h, w);
     let layout = if n == 1 {
         Layout {
             axes: vec![y, x],
@@ -879,6 +887,49 @@ fn velox_image(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     make_signal(ds, title, layout, metadata, velox_tags(meta.as_ref()), ctx)
 }
 
+/// The calibrated `y` and `x` axes of a Velox image or spectrum image of `h × w` pixels, from
+/// `BinaryResult/PixelSize`, `Offset` and `PixelUnitX/Y` (metres become nm).
+fn velox_scan_axes(m: &serde_json::Value, h: usize, w: usize) -> (Axis, Axis) {
+    let units_x = jstr(m, "BinaryResult/PixelUnitX").unwrap_or_default();
+    let units_y = jstr(m, "BinaryResult/PixelUnitY").unwrap_or_else(|| units_x.clone());
+    let (sx, ox, ux) = length_units(
+        sane_scale(jnum(m, "BinaryResult/PixelSize/width").unwrap_or(1.0)),
+        sane_offset(jnum(m, "BinaryResult/Offset/x").unwrap_or(0.0)),
+        &units_x,
+    );
+    let (sy, oy, uy) = length_units(
+        sane_scale(jnum(m, "BinaryResult/PixelSize/height").unwrap_or(1.0)),
+        sane_offset(jnum(m, "BinaryResult/Offset/y").unwrap_or(0.0)),
+        &units_y,
+    );
+    (Axis::new("y", h, sy, oy, uy), Axis::new("x", w, sx, ox, ux))
+}
+
+/// The energy axis of `channels` EDS channels: the analytical detector whose name starts with
+/// the result's detector name (`BinaryResult/Detector`) gives `Dispersion` (eV per channel) and
+/// `OffsetEnergy` (eV), converted to keV; pixels when the metadata has neither.
+fn velox_energy_axis(m: &serde_json::Value, channels: usize) -> Axis {
+    let detector = jstr(m, "BinaryResult/Detector").unwrap_or_default();
+    if let Some(dets) = jpath(m, "Detectors").and_then(|d| d.as_object()) {
+        for d in dets.values() {
+            let name = jstr(d, "DetectorName").unwrap_or_default();
+            if !detector.is_empty()
+                && name.starts_with(&detector)
+                && let Some(disp) = jnum(d, "Dispersion")
+            {
+                return Axis::new(
+                    "energy",
+                    channels,
+                    sane_scale(disp / 1000.0),
+                    sane_offset(jnum(d, "OffsetEnergy").unwrap_or(0.0) / 1000.0),
+                    "keV",
+                );
+            }
+        }
+    }
+    Axis::pixels("energy", channels)
+}
+
 fn velox_spectrum(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let ds = g.dataset("Data").map_err(|e| h5err(ctx.err_path, e))?;
     let shape = shape_of(&ds)
@@ -892,24 +943,7 @@ fn velox_spectrum(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let meta = velox_metadata(g, ctx);
     let m = meta.clone().unwrap_or(serde_json::Value::Null);
     let detector = jstr(&m, "BinaryResult/Detector").unwrap_or_default();
-    // The analytical detector whose name starts with the result's detector name gives the
-    // energy calibration (eV per channel, offset in eV).
-    let (mut scale, mut offset, mut units) = (1.0, 0.0, "px".to_string());
-    if let Some(dets) = jpath(&m, "Detectors").and_then(|d| d.as_object()) {
-        for d in dets.values() {
-            let name = jstr(d, "DetectorName").unwrap_or_default();
-            if !detector.is_empty()
-                && name.starts_with(&detector)
-                && let Some(disp) = jnum(d, "Dispersion")
-            {
-                scale = sane_scale(disp / 1000.0);
-                offset = sane_offset(jnum(d, "OffsetEnergy").unwrap_or(0.0) / 1000.0);
-                units = "keV".into();
-                break;
-            }
-        }
-    }
-    let e = Axis::new("energy", channels, scale, offset, units);
+    let e = velox_energy_axis(&m, channels);
     let title = if detector.is_empty() {
         "EDS".to_string()
     } else {
@@ -1325,6 +1359,51 @@ impl FrameSource for Hdf5Source {
     fn axes(&self) -> Option<&[Axis]> {
         Some(&self.axes)
     }
+}
+
+pub mod eds;
+pub use eds::{EdsStreamOptions, MAX_SCAN_PIXELS, PIXEL_MARKER};
+
+/// Opens an EMD / HDF5 file like [`open_with`](super::open_with), decoding Velox EDS spectrum
+/// streams as `eds` says (frames kept or summed, detectors separate or summed, energy binning).
+///
+/// ```no_run
+/// use stem_core::io::{OpenOptions, emd::{EdsStreamOptions, open_with_eds}};
+/// let eds = EdsStreamOptions { sum_frames: false, ..Default::default() };
+/// let ds = open_with_eds("si.emd", &OpenOptions::default(), &eds)?;
+/// // The spectrum image keeps its frames: [frame, y, x, channel].
+/// assert_eq!(ds.signals.iter().filter(|s| s.nav_dims == 3).count(), 1);
+/// # Ok::<(), stem_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for invalid `eds` options, otherwise as
+/// [`open_with`](super::open_with) (a file that is not HDF5 is [`Error::InvalidFile`]).
+pub fn open_with_eds(
+    path: impl AsRef<Path>,
+    options: &OpenOptions,
+    eds: &EdsStreamOptions,
+) -> Result<Dataset> {
+    eds.validate()?;
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: read-only mapping; as for `open_with`, the file must not be truncated or written
+    // by another process while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    read_with_eds(&map, Some(path), options, eds, path)
+}
+
+/// [`read_bytes`](super::read_bytes) for EMD / HDF5 bytes with EDS stream options (all pixels
+/// loaded; used by the fuzz target).
+///
+/// # Errors
+/// As [`open_with_eds`].
+pub fn read_bytes_with_eds(bytes: &[u8], eds: &EdsStreamOptions) -> Result<Dataset> {
+    eds.validate()?;
+    let options = OpenOptions {
+        lazy_threshold_bytes: u64::MAX,
+    };
+    read_with_eds(bytes, None, &options, eds, Path::new(""))
 }
 
 #[cfg(test)]
