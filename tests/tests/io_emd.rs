@@ -22,7 +22,7 @@
 use std::path::PathBuf;
 use stem_core::hypercube::SignalKind;
 use stem_core::io::emd::{EdsStreamOptions, open_with_eds};
-use stem_core::io::{Dataset, Format, OpenOptions, open, open_with, read_bytes};
+use stem_core::io::{Components, Dataset, Format, OpenOptions, open, open_with, read_bytes};
 
 fn data_dir() -> Option<PathBuf> {
     let fei = stem_tests::test_data::real_files(
@@ -140,11 +140,11 @@ fn velox_tem_stack_is_an_image_series() {
 }
 
 #[test]
-fn velox_dpc_real_signals_and_complex_ones_skipped() {
+fn velox_dpc_real_and_complex_signals() {
     let Some(ds) = open_rel("fei_example_dpc_titles.emd") else {
         return;
     };
-    // RosettaSciIO's real-valued signals (the complex "DPC" one is skipped here).
+    // RosettaSciIO's real-valued signals.
     let mut want = [
         -6488.0,
         748258.671875,
@@ -155,22 +155,96 @@ fn velox_dpc_real_signals_and_complex_ones_skipped() {
         124727.0,
         41140.890625,
     ];
-    let mut got: Vec<f64> = (0..ds.signals.len()).map(|i| sum_first(&ds, i).0).collect();
+    let mut got: Vec<f64> = (0..ds.signals.len())
+        .filter(|&i| ds.signals[i].components == Components::Scalar)
+        .map(|i| sum_first(&ds, i).0)
+        .collect();
     want.sort_by(f64::total_cmp);
     got.sort_by(f64::total_cmp);
     assert_eq!(got, want);
     for s in &ds.signals {
-        assert_eq!(s.shape(), vec![2, 2]);
+        assert_eq!(&s.shape()[..2], &[2, 2]);
         assert!(close(s.axes[0].scale, 0.09961991555830654, 1e-12));
     }
-    assert_eq!(ds.tags.get("skipped").map(|t| t.entries().len()), Some(1));
+    // The complex "DPC" image (compound {realFloat, imagFloat}). RosettaSciIO: (2, 2)
+    // complex64, real sum -567.2834320068359, imaginary sum -4135.082183837891, first
+    // (-32.846664-214.79666j), last (666.9429-1145.4937j); y/x 99.61991555830654 pm.
+    let c: Vec<_> = ds
+        .signals
+        .iter()
+        .filter(|s| s.components == Components::Complex)
+        .collect();
+    assert_eq!(c.len(), 1);
+    check_complex(c[0], [2, 2], (-567.2834320068359, -4135.082183837891));
+    let d = c[0].to_hypercube().unwrap();
+    assert_eq!(
+        (d.data()[[0, 0, 0]], d.data()[[0, 0, 1]]),
+        (-32.846664, -214.79666)
+    );
+    assert_eq!(
+        (d.data()[[1, 1, 0]], d.data()[[1, 1, 1]]),
+        (666.9429, -1145.4937)
+    );
+    assert!(ds.tags.get("skipped").is_none());
 }
 
+/// Shape, kind, component axis and real / imaginary sums of a complex signal (the sums of the
+/// same f32 values in f64: 1e-9 relative).
+fn check_complex(s: &stem_core::io::Signal, yx: [usize; 2], (re, im): (f64, f64)) {
+    assert_eq!(s.shape(), vec![yx[0], yx[1], 2]);
+    assert_eq!(s.kind(), SignalKind::Image);
+    assert_eq!(s.axes[2].name, "component");
+    assert_eq!(s.original_dtype, stem_core::frame_source::DType::F32);
+    let d = s.to_hypercube().unwrap();
+    let part = |k: usize| -> f64 {
+        d.data()
+            .index_axis(ndarray::Axis(2), k)
+            .iter()
+            .map(|&v| f64::from(v))
+            .sum()
+    };
+    assert!(close(part(0), re, 1e-9), "{} vs {re}", part(0));
+    assert!(close(part(1), im, 1e-9), "{} vs {im}", part(1));
+}
+
+/// A Velox FFT image: compound {realFloatHalfEven, imagFloatHalfEven}. RosettaSciIO 0.15.0:
+/// "Half FFT" (3, 4) complex64, real sum 1074452091.3125, imaginary sum -1505776.68359375,
+/// first (1.0759727e+09-2j), last (-535030.6+12459.504j); y and x 98.01582906303135 1/µm,
+/// offset -49.007914531515674 1/µm (×1e-3 for 1/nm here: 1e-12 relative).
 #[test]
-fn velox_complex_fft_only_is_unsupported() {
-    let Some(dir) = data_dir() else { return };
-    let err = open(dir.join("fei_example_complex_fft.emd")).unwrap_err();
-    assert!(matches!(err, stem_core::Error::Unsupported { .. }), "{err}");
+fn velox_complex_fft_is_a_complex_image() {
+    let Some(ds) = open_rel("fei_example_complex_fft.emd") else {
+        return;
+    };
+    assert_eq!(ds.signals.len(), 1);
+    let s = &ds.signals[0];
+    assert_eq!(s.components, Components::Complex);
+    check_complex(s, [3, 4], (1074452091.3125, -1505776.68359375));
+    let d = s.to_hypercube().unwrap();
+    assert_eq!(
+        (d.data()[[0, 0, 0]], d.data()[[0, 0, 1]]),
+        (1.0759727e9, -2.0)
+    );
+    assert_eq!(
+        (d.data()[[2, 3, 0]], d.data()[[2, 3, 1]]),
+        (-535030.6, 12459.504)
+    );
+    check_axis(
+        &ds,
+        0,
+        0,
+        0.09801582906303135,
+        -0.049_007_914_531_515_67,
+        "1/nm",
+    );
+    check_axis(
+        &ds,
+        0,
+        1,
+        0.09801582906303135,
+        -0.049_007_914_531_515_67,
+        "1/nm",
+    );
 }
 
 #[test]

@@ -15,8 +15,10 @@
 //!   (eV → keV). The whole JSON document is the signal's tag tree. EDS *spectrum streams*
 //!   (`Data/SpectrumStream`, event lists) become spectrum images `[y, x, energy]` (frames and
 //!   detectors summed by default; see [`EdsStreamOptions`] and [`open_with_eds`] for the
-//!   encoding and the options). Complex data (FFTs, DPC) are not decoded: they are listed
-//!   under `skipped` in the file's tag tree, as are the compressed `Data/SpectrumImage` copies.
+//!   encoding and the options). Complex images (FFTs, DPC: HDF5 compound `{real, imag}` of
+//!   floats) get a trailing component axis `[y, x, 2]` (real, imaginary) like complex DM data
+//!   ([`Components::Complex`]; always loaded). The compressed `Data/SpectrumImage` copies of
+//!   the streams are listed under `skipped` in the file's tag tree.
 //! * **Berkeley EMD** (root attributes `version_major` / `version_minor`, or any group with the
 //!   attribute `emd_group_type = 1`): every such group is one signal; its data set is `data`
 //!   (or the first data set not named `dimN`) and `dim1`, `dim2`, ... hold the coordinates of
@@ -848,8 +850,142 @@ fn velox_tags(m: Option<&serde_json::Value>) -> TagValue {
         .unwrap_or_else(TagValue::group)
 }
 
+/// A compound `{real, imaginary}` floating-point type (Velox FFT and DPC images store
+/// `{realFloat, imagFloat}` or `{realFloatHalfEven, imagFloatHalfEven}` of `f32`): the element
+/// size, the byte offsets of the real and the imaginary part and the float size (4 or 8).
+/// The member named `imag…` is the imaginary part; otherwise the first member is the real one.
+fn complex_layout(dt: &Datatype) -> Option<(usize, usize, usize, usize)> {
+    let Datatype::Compound { size, fields } = dt else {
+        return None;
+    };
+    let [a, b] = &fields[..] else {
+        return None;
+    };
+    let float_size = |d: &Datatype| match d {
+        Datatype::FloatingPoint {
+            size: s @ (4 | 8), ..
+        } => Some(usize::from(*s)),
+        _ => None,
+    };
+    let fsize = float_size(&a.datatype)?;
+    if float_size(&b.datatype)? != fsize {
+        return None;
+    }
+    let is_imag = |n: &str| n.to_ascii_lowercase().starts_with("imag");
+    let (re, im) = if is_imag(&a.name) && !is_imag(&b.name) {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let size = *size as usize;
+    let (ro, io) = (re.byte_offset as usize, im.byte_offset as usize);
+    if ro.checked_add(fsize)? > size || io.checked_add(fsize)? > size {
+        return None;
+    }
+    Some((size, ro, io, fsize))
+}
+
+/// A Velox image (series) of complex pixels, loaded as `[y, x, 2]` (`[frame, y, x, 2]`) with
+/// the real part at component 0 and the imaginary part at component 1, like complex DM data
+/// ([`Components::Complex`]); `f64` parts are rounded to `f32`. Always loaded (these are
+/// small derived images: FFTs, DPC), bounded like every read.
+fn velox_complex_image(
+    g: &Group,
+    ds: hdf5_reader::Dataset,
+    (esize, ro, io, fsize): (usize, usize, usize, usize),
+    ctx: &Ctx<'_>,
+) -> Result<Signal> {
+    let bad = |r: String| Error::invalid_file(ctx.err_path, r);
+    let shape = shape_of(&ds).ok_or_else(|| bad("Velox image shape overflows".into()))?;
+    let [h, w, n] = shape[..] else {
+        return Err(bad(format!(
+            "Velox image data of shape {shape:?} is not [y, x, frame]"
+        )));
+    };
+    let count = product(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+    if count == 0 {
+        return Err(bad(format!("Velox image of shape {shape:?} is empty")));
+    }
+    let stored = (count as u64).saturating_mul(esize as u64);
+    let as_f32 = (count as u64).saturating_mul(8);
+    if stored.max(as_f32) > ctx.max_bytes {
+        return Err(bad(format!(
+            "complex image of shape {shape:?} declares {stored} bytes, more than the file can \
+             hold ({} bytes at most)",
+            ctx.max_bytes
+        )));
+    }
+    let raw = ds.read_native_bytes().map_err(|e| h5err(ctx.err_path, e))?;
+    if raw.len() != count * esize {
+        return Err(bad(format!(
+            "complex image: read {} bytes, expected {}",
+            raw.len(),
+            count * esize
+        )));
+    }
+    let part = |e: &[u8], o: usize| -> f32 {
+        if fsize == 4 {
+            e.get(o..o + 4)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0.0, f32::from_ne_bytes)
+        } else {
+            e.get(o..o + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0.0, |b| f64::from_ne_bytes(b) as f32)
+        }
+    };
+    let mut out = vec![0.0f32; count * 2];
+    for (o, e) in out.chunks_exact_mut(2).zip(raw.chunks_exact(esize)) {
+        o[0] = part(e, ro);
+        o[1] = part(e, io);
+    }
+    let file_shape = [h, w, n, 2];
+    let data =
+        ArrayD::from_shape_vec(IxDyn(&file_shape), out).map_err(|_| Error::ShapeMismatch {
+            expected: file_shape.to_vec(),
+            found: vec![count * 2],
+        })?;
+    let meta = velox_metadata(g, ctx);
+    let m = meta.clone().unwrap_or(serde_json::Value::Null);
+    let title = jstr(&m, "BinaryResult/Detector").unwrap_or_else(|| last_name(g.name()));
+    let (y, x) = velox_scan_axes(&m, h, w);
+    let component = Components::Complex
+        .axis()
+        .unwrap_or_else(|| Axis::new("component", 2, 1.0, 0.0, ""));
+    let (data, axes, nav_dims) = if n == 1 {
+        let d =
+            data.into_shape_with_order(IxDyn(&[h, w, 2]))
+                .map_err(|_| Error::ShapeMismatch {
+                    expected: vec![h, w, 2],
+                    found: file_shape.to_vec(),
+                })?;
+        (d, vec![y, x, component], 0)
+    } else {
+        let d = data
+            .permuted_axes(IxDyn(&[2, 0, 1, 3]))
+            .as_standard_layout()
+            .into_owned();
+        (d, vec![Axis::pixels("frame", n), y, x, component], 1)
+    };
+    let cube = Hypercube::with_axes(data, axes.clone(), nav_dims)?;
+    let metadata = velox_common_metadata(&m, &title);
+    Ok(Signal {
+        title,
+        axes,
+        nav_dims,
+        original_dtype: if fsize == 4 { DType::F32 } else { DType::F64 },
+        data: SignalData::Loaded(cube),
+        components: Components::Complex,
+        metadata,
+        tags: velox_tags(meta.as_ref()),
+    })
+}
+
 fn velox_image(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let ds = g.dataset("Data").map_err(|e| h5err(ctx.err_path, e))?;
+    if let Some(layout) = complex_layout(ds.dtype()) {
+        return velox_complex_image(g, ds, layout, ctx);
+    }
     if dtype_of(ds.dtype()).is_none() {
         return Err(Error::Unsupported {
             what: format!(

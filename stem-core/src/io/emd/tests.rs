@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::hypercube::SignalKind;
+use crate::io::Components;
 use crate::io::emd::{EdsStreamOptions, read_bytes_with_eds};
 use crate::io::{Format, OpenOptions, open, open_with, read_bytes};
 use hdf5_writer::{
@@ -628,5 +629,165 @@ proptest::proptest! {
             }
         }
         proptest::prop_assert_eq!(c.data().iter().copied().collect::<Vec<_>>(), want);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Velox complex images
+
+/// A Velox complex image series `[y, x, frame] = [2, 3, 2]` of compound `{imag, real}` (the
+/// imaginary member first, to check that members are found by name) with `float` parts of
+/// `fsize` bytes: real = 10 y + x + 100 frame, imaginary = −(real) / 2.
+fn velox_complex(fsize: u8) -> Vec<u8> {
+    use hdf5_writer::{ByteOrder, CompoundField, Datatype as Dt};
+    let (h, w, n) = (2usize, 3usize, 2usize);
+    let f = Dt::FloatingPoint {
+        size: fsize,
+        byte_order: ByteOrder::LittleEndian,
+    };
+    let dt = Dt::Compound {
+        size: 2 * u32::from(fsize),
+        fields: vec![
+            CompoundField {
+                name: "imagFloat".into(),
+                byte_offset: 0,
+                datatype: f.clone(),
+            },
+            CompoundField {
+                name: "realFloat".into(),
+                byte_offset: u32::from(fsize),
+                datatype: f,
+            },
+        ],
+    };
+    let mut raw = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            for fr in 0..n {
+                let re = (10 * y + x + 100 * fr) as f64;
+                for v in [-re / 2.0, re] {
+                    if fsize == 4 {
+                        raw.extend_from_slice(&(v as f32).to_le_bytes());
+                    } else {
+                        raw.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+    encode(
+        Hdf5Builder::new()
+            .dataset(
+                DatasetBuilder::new("Data/Image/c1/Data", dt, vec![h as u64, w as u64, n as u64])
+                    .raw_data(raw),
+            )
+            .dataset(
+                DatasetBuilder::fixed_string_data(
+                    "Version",
+                    vec![1],
+                    &[r#"{"version": "4", "format": "Velox"}"#],
+                )
+                .unwrap(),
+            ),
+    )
+}
+
+#[test]
+fn velox_complex_series_real_and_imaginary_parts() {
+    for fsize in [4u8, 8] {
+        let ds = read_bytes(&velox_complex(fsize), Format::Emd).unwrap();
+        let s = &ds.signals[0];
+        assert_eq!(s.components, Components::Complex);
+        assert_eq!(s.shape(), vec![2, 2, 3, 2], "[frame, y, x, component]");
+        assert_eq!(s.nav_dims, 1);
+        assert_eq!(s.kind(), SignalKind::ImageSeries);
+        assert_eq!(s.axes[3].name, "component");
+        let c = s.to_hypercube().unwrap();
+        for fr in 0..2 {
+            for y in 0..2 {
+                for x in 0..3 {
+                    let re = (10 * y + x + 100 * fr) as f32;
+                    assert_eq!(c.data()[[fr, y, x, 0]], re);
+                    assert_eq!(c.data()[[fr, y, x, 1]], -re / 2.0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn complex_layout_accepts_only_two_equal_float_members() {
+    use hdf5_writer::{ByteOrder, CompoundField, Datatype as Dt};
+    let f = |size| Dt::FloatingPoint {
+        size,
+        byte_order: ByteOrder::LittleEndian,
+    };
+    let field = |name: &str, off, dt| CompoundField {
+        name: name.into(),
+        byte_offset: off,
+        datatype: dt,
+    };
+    let ok = Dt::Compound {
+        size: 8,
+        fields: vec![field("r", 0, f(4)), field("i", 4, f(4))],
+    };
+    assert_eq!(complex_layout(&ok), Some((8, 0, 4, 4)));
+    let mixed = Dt::Compound {
+        size: 12,
+        fields: vec![field("r", 0, f(4)), field("i", 4, f(8))],
+    };
+    assert_eq!(complex_layout(&mixed), None);
+    let outside = Dt::Compound {
+        size: 8,
+        fields: vec![field("r", 0, f(4)), field("i", 6, f(4))],
+    };
+    assert_eq!(complex_layout(&outside), None, "member past the element");
+    let three = Dt::Compound {
+        size: 12,
+        fields: vec![
+            field("a", 0, f(4)),
+            field("b", 4, f(4)),
+            field("c", 8, f(4)),
+        ],
+    };
+    assert_eq!(complex_layout(&three), None);
+    assert_eq!(complex_layout(&f(4)), None);
+}
+
+/// Writes small synthetic Velox files (EDS streams, complex images) into
+/// `$STEM_FUZZ_SEED_DIR` as seeds for the `emd` fuzz target (`stem-core/fuzz/seed.sh`).
+#[test]
+#[ignore = "writes fuzz seeds; run by stem-core/fuzz/seed.sh"]
+fn write_emd_fuzz_seeds() {
+    let Ok(dir) = std::env::var("STEM_FUZZ_SEED_DIR") else {
+        return;
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        (
+            "velox_stream_flt",
+            velox_streams(&[("SuperXG2", two_frame_stream())], 8, Some(vec![0, 10])),
+        ),
+        (
+            "velox_streams_2det",
+            velox_streams(
+                &[
+                    ("SuperXG2", two_frame_stream()),
+                    ("SuperXG2", vec![2, M, 2, M]),
+                ],
+                8,
+                None,
+            ),
+        ),
+        ("velox_complex_f32", velox_complex(4)),
+        ("velox_complex_f64", velox_complex(8)),
+    ];
+    for (name, bytes) in files {
+        assert!(read_bytes(&bytes, Format::Emd).is_ok(), "{name}");
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.emd")),
+            bytes,
+        )
+        .unwrap();
     }
 }
