@@ -20,12 +20,20 @@ pub struct InfoArgs {
 /// Formats one signal's description (no trailing newline).
 pub fn describe_signal(index: usize, s: &Signal) -> String {
     let mut out = format!(
-        "[{index}] {:?} \"{}\": shape {:?} ({} navigation + {} signal axes), stored as {:?}{}\n",
+        "[{index}] {:?} \"{}\": shape {:?} ({} navigation + {} signal axes{}), stored as {:?}{}\n",
         s.kind(),
         s.title,
         s.shape(),
         s.nav_dims,
-        s.axes.len() - s.nav_dims,
+        s.axes
+            .len()
+            .saturating_sub(s.nav_dims)
+            .saturating_sub(usize::from(s.components.has_axis())),
+        if s.components.has_axis() {
+            " + 1 component axis"
+        } else {
+            ""
+        },
         s.original_dtype,
         match s.data {
             SignalData::Lazy(_) => ", memory-mapped",
@@ -207,6 +215,10 @@ mod tests {
         axes.extend(Components::Complex.axis());
         let text = describe_signal(0, &signal(&[2, 3, 2], axes, 0, Components::Complex));
         assert!(text.contains("Image"), "{text}");
+        assert!(
+            text.contains("(0 navigation + 2 signal axes + 1 component axis)"),
+            "{text}"
+        );
         assert!(
             text.contains("components: complex, axis 2 = (real, imaginary)"),
             "{text}"
