@@ -413,6 +413,49 @@ fn two_frame_stream() -> Vec<u16> {
     ]
 }
 
+/// Every prefix (step 5 bytes) and 300 seeded byte corruptions of the synthetic stream and
+/// complex files: an error or a consistent data set, never a panic.
+#[test]
+fn truncated_or_corrupted_stream_and_complex_files_never_panic() {
+    let files = [
+        velox_streams(&[("D", two_frame_stream())], 8, Some(vec![0, 10])),
+        velox_complex(4),
+    ];
+    let keep = EdsStreamOptions {
+        sum_frames: false,
+        sum_detectors: false,
+        energy_bin: 3,
+    };
+    for bytes in &files {
+        for cut in (0..bytes.len()).step_by(5) {
+            for opts in [EdsStreamOptions::default(), keep.clone()] {
+                if let Ok(ds) = read_bytes_with_eds(&bytes[..cut], &opts) {
+                    for s in &ds.signals {
+                        assert!(s.to_hypercube().is_ok());
+                    }
+                }
+            }
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..300 {
+            let mut b = bytes.clone();
+            for _ in 0..4 {
+                // xorshift64: deterministic positions and values.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let pos = (state % b.len() as u64) as usize;
+                b[pos] = (state >> 32) as u8;
+            }
+            if let Ok(ds) = read_bytes_with_eds(&b, &keep) {
+                for s in &ds.signals {
+                    let _ = s.to_hypercube();
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn index_stream_finds_markers_and_rejects_values_past_the_channels() {
     assert_eq!(eds::index_stream(&[1, M, 2, 3, M], 4), Ok(vec![1, 4]));
