@@ -41,3 +41,8 @@ mib() { # mib <depth> <w> <h> <bytes per px> <frames>
 mib U16 8 8 2 4
 mib U08 4 4 1 2
 for t in corpus/*; do echo "$t: $(ls "$t" | wc -l) files"; done
+# Velox EDS spectrum streams and complex images: the real files are megabytes (past -max_len),
+# so small synthetic Velox files written by stem-core's own test builders seed those paths.
+STEM_FUZZ_SEED_DIR="$PWD/corpus/emd" cargo test -q --manifest-path ../Cargo.toml --lib \
+    io::emd::tests::write_emd_fuzz_seeds -- --ignored --exact
+echo "corpus/emd after the synthetic Velox seeds: $(ls corpus/emd | wc -l) files"

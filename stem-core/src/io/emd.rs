@@ -13,8 +13,12 @@
 //!   (`Acquisition/AcquisitionStartDatetime/DateTime`, Unix seconds, given as ISO 8601 UTC),
 //!   instrument; the spectrum energy axis from the detector's `Dispersion` and `OffsetEnergy`
 //!   (eV → keV). The whole JSON document is the signal's tag tree. EDS *spectrum streams*
-//!   (`Data/SpectrumStream`, event lists) and complex data (FFTs, DPC) are not decoded: they are
-//!   listed under `skipped` in the file's tag tree.
+//!   (`Data/SpectrumStream`, event lists) become spectrum images `[y, x, energy]` (frames and
+//!   detectors summed by default; see [`EdsStreamOptions`] and [`open_with_eds`] for the
+//!   encoding and the options). Complex images (FFTs, DPC: HDF5 compound `{real, imag}` of
+//!   floats) get a trailing component axis `[y, x, 2]` (real, imaginary) like complex DM data
+//!   ([`Components::Complex`]; always loaded). The compressed `Data/SpectrumImage` copies of
+//!   the streams are listed under `skipped` in the file's tag tree.
 //! * **Berkeley EMD** (root attributes `version_major` / `version_minor`, or any group with the
 //!   attribute `emd_group_type = 1`): every such group is one signal; its data set is `data`
 //!   (or the first data set not named `dimN`) and `dim1`, `dim2`, ... hold the coordinates of
@@ -93,8 +97,19 @@ pub(crate) fn read(
     options: &OpenOptions,
     err_path: &Path,
 ) -> Result<Dataset> {
+    read_with_eds(bytes, path, options, &EdsStreamOptions::default(), err_path)
+}
+
+/// [`read`] with EDS stream options.
+fn read_with_eds(
+    bytes: &[u8],
+    path: Option<&Path>,
+    options: &OpenOptions,
+    eds: &EdsStreamOptions,
+    err_path: &Path,
+) -> Result<Dataset> {
     catch_unwind(AssertUnwindSafe(|| {
-        read_inner(bytes, path, options, err_path)
+        read_inner(bytes, path, options, eds, err_path)
     }))
     .unwrap_or_else(|_| {
         Err(Error::invalid_file(
@@ -115,12 +130,15 @@ struct Ctx<'a> {
     max_bytes: u64,
     lazy: bool,
     lazy_threshold: u64,
+    /// How EDS spectrum streams are decoded.
+    eds: EdsStreamOptions,
 }
 
 fn read_inner(
     bytes: &[u8],
     path: Option<&Path>,
     options: &OpenOptions,
+    eds: &EdsStreamOptions,
     err_path: &Path,
 ) -> Result<Dataset> {
     if !sniff(bytes) {
@@ -152,6 +170,7 @@ fn read_inner(
         max_bytes,
         lazy: path.is_some(),
         lazy_threshold: options.lazy_threshold_bytes,
+        eds: eds.clone(),
     };
     let mut budget = MAX_TAG_NODES;
     let mut tags = group_tags(&root, 0, &mut budget);
@@ -798,6 +817,10 @@ fn read_velox(root: &Group, ctx: &Ctx<'_>, skipped: &mut TagValue) -> Result<Vec
     let groups = data.groups().map_err(|e| h5err(ctx.err_path, e))?;
     for kind_group in groups {
         let kind = last_name(kind_group.name());
+        if kind == "SpectrumStream" {
+            signals.extend(eds::read_streams(&kind_group, ctx, skipped)?);
+            continue;
+        }
         let members = kind_group.groups().map_err(|e| h5err(ctx.err_path, e))?;
         for g in members {
             let path = format!("Data/{kind}/{}", last_name(g.name()));
@@ -827,8 +850,142 @@ fn velox_tags(m: Option<&serde_json::Value>) -> TagValue {
         .unwrap_or_else(TagValue::group)
 }
 
+/// A compound `{real, imaginary}` floating-point type (Velox FFT and DPC images store
+/// `{realFloat, imagFloat}` or `{realFloatHalfEven, imagFloatHalfEven}` of `f32`): the element
+/// size, the byte offsets of the real and the imaginary part and the float size (4 or 8).
+/// The member named `imag…` is the imaginary part; otherwise the first member is the real one.
+fn complex_layout(dt: &Datatype) -> Option<(usize, usize, usize, usize)> {
+    let Datatype::Compound { size, fields } = dt else {
+        return None;
+    };
+    let [a, b] = &fields[..] else {
+        return None;
+    };
+    let float_size = |d: &Datatype| match d {
+        Datatype::FloatingPoint {
+            size: s @ (4 | 8), ..
+        } => Some(usize::from(*s)),
+        _ => None,
+    };
+    let fsize = float_size(&a.datatype)?;
+    if float_size(&b.datatype)? != fsize {
+        return None;
+    }
+    let is_imag = |n: &str| n.to_ascii_lowercase().starts_with("imag");
+    let (re, im) = if is_imag(&a.name) && !is_imag(&b.name) {
+        (b, a)
+    } else {
+        (a, b)
+    };
+    let size = *size as usize;
+    let (ro, io) = (re.byte_offset as usize, im.byte_offset as usize);
+    if ro.checked_add(fsize)? > size || io.checked_add(fsize)? > size {
+        return None;
+    }
+    Some((size, ro, io, fsize))
+}
+
+/// A Velox image (series) of complex pixels, loaded as `[y, x, 2]` (`[frame, y, x, 2]`) with
+/// the real part at component 0 and the imaginary part at component 1, like complex DM data
+/// ([`Components::Complex`]); `f64` parts are rounded to `f32`. Always loaded (these are
+/// small derived images: FFTs, DPC), bounded like every read.
+fn velox_complex_image(
+    g: &Group,
+    ds: hdf5_reader::Dataset,
+    (esize, ro, io, fsize): (usize, usize, usize, usize),
+    ctx: &Ctx<'_>,
+) -> Result<Signal> {
+    let bad = |r: String| Error::invalid_file(ctx.err_path, r);
+    let shape = shape_of(&ds).ok_or_else(|| bad("Velox image shape overflows".into()))?;
+    let [h, w, n] = shape[..] else {
+        return Err(bad(format!(
+            "Velox image data of shape {shape:?} is not [y, x, frame]"
+        )));
+    };
+    let count = product(&shape).ok_or_else(|| bad(format!("shape {shape:?} overflows")))?;
+    if count == 0 {
+        return Err(bad(format!("Velox image of shape {shape:?} is empty")));
+    }
+    let stored = (count as u64).saturating_mul(esize as u64);
+    let as_f32 = (count as u64).saturating_mul(8);
+    if stored.max(as_f32) > ctx.max_bytes {
+        return Err(bad(format!(
+            "complex image of shape {shape:?} declares {stored} bytes, more than the file can \
+             hold ({} bytes at most)",
+            ctx.max_bytes
+        )));
+    }
+    let raw = ds.read_native_bytes().map_err(|e| h5err(ctx.err_path, e))?;
+    if raw.len() != count * esize {
+        return Err(bad(format!(
+            "complex image: read {} bytes, expected {}",
+            raw.len(),
+            count * esize
+        )));
+    }
+    let part = |e: &[u8], o: usize| -> f32 {
+        if fsize == 4 {
+            e.get(o..o + 4)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0.0, f32::from_ne_bytes)
+        } else {
+            e.get(o..o + 8)
+                .and_then(|s| s.try_into().ok())
+                .map_or(0.0, |b| f64::from_ne_bytes(b) as f32)
+        }
+    };
+    let mut out = vec![0.0f32; count * 2];
+    for (o, e) in out.chunks_exact_mut(2).zip(raw.chunks_exact(esize)) {
+        o[0] = part(e, ro);
+        o[1] = part(e, io);
+    }
+    let file_shape = [h, w, n, 2];
+    let data =
+        ArrayD::from_shape_vec(IxDyn(&file_shape), out).map_err(|_| Error::ShapeMismatch {
+            expected: file_shape.to_vec(),
+            found: vec![count * 2],
+        })?;
+    let meta = velox_metadata(g, ctx);
+    let m = meta.clone().unwrap_or(serde_json::Value::Null);
+    let title = jstr(&m, "BinaryResult/Detector").unwrap_or_else(|| last_name(g.name()));
+    let (y, x) = velox_scan_axes(&m, h, w);
+    let component = Components::Complex
+        .axis()
+        .unwrap_or_else(|| Axis::new("component", 2, 1.0, 0.0, ""));
+    let (data, axes, nav_dims) = if n == 1 {
+        let d =
+            data.into_shape_with_order(IxDyn(&[h, w, 2]))
+                .map_err(|_| Error::ShapeMismatch {
+                    expected: vec![h, w, 2],
+                    found: file_shape.to_vec(),
+                })?;
+        (d, vec![y, x, component], 0)
+    } else {
+        let d = data
+            .permuted_axes(IxDyn(&[2, 0, 1, 3]))
+            .as_standard_layout()
+            .into_owned();
+        (d, vec![Axis::pixels("frame", n), y, x, component], 1)
+    };
+    let cube = Hypercube::with_axes(data, axes.clone(), nav_dims)?;
+    let metadata = velox_common_metadata(&m, &title);
+    Ok(Signal {
+        title,
+        axes,
+        nav_dims,
+        original_dtype: if fsize == 4 { DType::F32 } else { DType::F64 },
+        data: SignalData::Loaded(cube),
+        components: Components::Complex,
+        metadata,
+        tags: velox_tags(meta.as_ref()),
+    })
+}
+
 fn velox_image(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let ds = g.dataset("Data").map_err(|e| h5err(ctx.err_path, e))?;
+    if let Some(layout) = complex_layout(ds.dtype()) {
+        return velox_complex_image(g, ds, layout, ctx);
+    }
     if dtype_of(ds.dtype()).is_none() {
         return Err(Error::Unsupported {
             what: format!(
@@ -848,20 +1005,7 @@ fn velox_image(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let meta = velox_metadata(g, ctx);
     let m = meta.clone().unwrap_or(serde_json::Value::Null);
     let title = jstr(&m, "BinaryResult/Detector").unwrap_or_else(|| last_name(g.name()));
-    let units_x = jstr(&m, "BinaryResult/PixelUnitX").unwrap_or_default();
-    let units_y = jstr(&m, "BinaryResult/PixelUnitY").unwrap_or_else(|| units_x.clone());
-    let (sx, ox, ux) = length_units(
-        sane_scale(jnum(&m, "BinaryResult/PixelSize/width").unwrap_or(1.0)),
-        sane_offset(jnum(&m, "BinaryResult/Offset/x").unwrap_or(0.0)),
-        &units_x,
-    );
-    let (sy, oy, uy) = length_units(
-        sane_scale(jnum(&m, "BinaryResult/PixelSize/height").unwrap_or(1.0)),
-        sane_offset(jnum(&m, "BinaryResult/Offset/y").unwrap_or(0.0)),
-        &units_y,
-    );
-    let y = Axis::new("y", h, sy, oy, uy);
-    let x = Axis::new("x", w, sx, ox, ux);
+    let (y, x) = velox_scan_axes(&m, h, w);
     let layout = if n == 1 {
         Layout {
             axes: vec![y, x],
@@ -879,6 +1023,49 @@ fn velox_image(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     make_signal(ds, title, layout, metadata, velox_tags(meta.as_ref()), ctx)
 }
 
+/// The calibrated `y` and `x` axes of a Velox image or spectrum image of `h × w` pixels, from
+/// `BinaryResult/PixelSize`, `Offset` and `PixelUnitX/Y` (metres become nm).
+fn velox_scan_axes(m: &serde_json::Value, h: usize, w: usize) -> (Axis, Axis) {
+    let units_x = jstr(m, "BinaryResult/PixelUnitX").unwrap_or_default();
+    let units_y = jstr(m, "BinaryResult/PixelUnitY").unwrap_or_else(|| units_x.clone());
+    let (sx, ox, ux) = length_units(
+        sane_scale(jnum(m, "BinaryResult/PixelSize/width").unwrap_or(1.0)),
+        sane_offset(jnum(m, "BinaryResult/Offset/x").unwrap_or(0.0)),
+        &units_x,
+    );
+    let (sy, oy, uy) = length_units(
+        sane_scale(jnum(m, "BinaryResult/PixelSize/height").unwrap_or(1.0)),
+        sane_offset(jnum(m, "BinaryResult/Offset/y").unwrap_or(0.0)),
+        &units_y,
+    );
+    (Axis::new("y", h, sy, oy, uy), Axis::new("x", w, sx, ox, ux))
+}
+
+/// The energy axis of `channels` EDS channels: the analytical detector whose name starts with
+/// the result's detector name (`BinaryResult/Detector`) gives `Dispersion` (eV per channel) and
+/// `OffsetEnergy` (eV), converted to keV; pixels when the metadata has neither.
+fn velox_energy_axis(m: &serde_json::Value, channels: usize) -> Axis {
+    let detector = jstr(m, "BinaryResult/Detector").unwrap_or_default();
+    if let Some(dets) = jpath(m, "Detectors").and_then(|d| d.as_object()) {
+        for d in dets.values() {
+            let name = jstr(d, "DetectorName").unwrap_or_default();
+            if !detector.is_empty()
+                && name.starts_with(&detector)
+                && let Some(disp) = jnum(d, "Dispersion")
+            {
+                return Axis::new(
+                    "energy",
+                    channels,
+                    sane_scale(disp / 1000.0),
+                    sane_offset(jnum(d, "OffsetEnergy").unwrap_or(0.0) / 1000.0),
+                    "keV",
+                );
+            }
+        }
+    }
+    Axis::pixels("energy", channels)
+}
+
 fn velox_spectrum(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let ds = g.dataset("Data").map_err(|e| h5err(ctx.err_path, e))?;
     let shape = shape_of(&ds)
@@ -892,24 +1079,7 @@ fn velox_spectrum(g: &Group, ctx: &Ctx<'_>) -> Result<Signal> {
     let meta = velox_metadata(g, ctx);
     let m = meta.clone().unwrap_or(serde_json::Value::Null);
     let detector = jstr(&m, "BinaryResult/Detector").unwrap_or_default();
-    // The analytical detector whose name starts with the result's detector name gives the
-    // energy calibration (eV per channel, offset in eV).
-    let (mut scale, mut offset, mut units) = (1.0, 0.0, "px".to_string());
-    if let Some(dets) = jpath(&m, "Detectors").and_then(|d| d.as_object()) {
-        for d in dets.values() {
-            let name = jstr(d, "DetectorName").unwrap_or_default();
-            if !detector.is_empty()
-                && name.starts_with(&detector)
-                && let Some(disp) = jnum(d, "Dispersion")
-            {
-                scale = sane_scale(disp / 1000.0);
-                offset = sane_offset(jnum(d, "OffsetEnergy").unwrap_or(0.0) / 1000.0);
-                units = "keV".into();
-                break;
-            }
-        }
-    }
-    let e = Axis::new("energy", channels, scale, offset, units);
+    let e = velox_energy_axis(&m, channels);
     let title = if detector.is_empty() {
         "EDS".to_string()
     } else {
@@ -1325,6 +1495,51 @@ impl FrameSource for Hdf5Source {
     fn axes(&self) -> Option<&[Axis]> {
         Some(&self.axes)
     }
+}
+
+pub mod eds;
+pub use eds::{EdsStreamOptions, MAX_SCAN_PIXELS, PIXEL_MARKER};
+
+/// Opens an EMD / HDF5 file like [`open_with`](super::open_with), decoding Velox EDS spectrum
+/// streams as `eds` says (frames kept or summed, detectors separate or summed, energy binning).
+///
+/// ```no_run
+/// use stem_core::io::{OpenOptions, emd::{EdsStreamOptions, open_with_eds}};
+/// let eds = EdsStreamOptions { sum_frames: false, ..Default::default() };
+/// let ds = open_with_eds("si.emd", &OpenOptions::default(), &eds)?;
+/// // The spectrum image keeps its frames: [frame, y, x, channel].
+/// assert_eq!(ds.signals.iter().filter(|s| s.nav_dims == 3).count(), 1);
+/// # Ok::<(), stem_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for invalid `eds` options, otherwise as
+/// [`open_with`](super::open_with) (a file that is not HDF5 is [`Error::InvalidFile`]).
+pub fn open_with_eds(
+    path: impl AsRef<Path>,
+    options: &OpenOptions,
+    eds: &EdsStreamOptions,
+) -> Result<Dataset> {
+    eds.validate()?;
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: read-only mapping; as for `open_with`, the file must not be truncated or written
+    // by another process while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    read_with_eds(&map, Some(path), options, eds, path)
+}
+
+/// [`read_bytes`](super::read_bytes) for EMD / HDF5 bytes with EDS stream options (all pixels
+/// loaded; used by the fuzz target).
+///
+/// # Errors
+/// As [`open_with_eds`].
+pub fn read_bytes_with_eds(bytes: &[u8], eds: &EdsStreamOptions) -> Result<Dataset> {
+    eds.validate()?;
+    let options = OpenOptions {
+        lazy_threshold_bytes: u64::MAX,
+    };
+    read_with_eds(bytes, None, &options, eds, Path::new(""))
 }
 
 #[cfg(test)]

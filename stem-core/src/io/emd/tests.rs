@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::hypercube::SignalKind;
+use crate::io::Components;
+use crate::io::emd::{EdsStreamOptions, read_bytes_with_eds};
 use crate::io::{Format, OpenOptions, open, open_with, read_bytes};
 use hdf5_writer::{
     AttributeBuilder, DatasetBuilder, FILTER_DEFLATE, FilterDescription, Hdf5Builder, Hdf5Writer,
@@ -309,5 +311,526 @@ fn every_prefix_of_the_synthetic_files_is_an_error_or_a_dataset() {
             }
         }
         assert!(read_bytes(&bytes, Format::Emd).is_ok());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Velox EDS spectrum streams
+
+/// Metadata JSON of a synthetic EDS stream: a `width × height` raster restricted to the left
+/// half and the top two thirds by `ScanArea` (so the scan is `width/2 × 2 height/3`), 10 eV
+/// per channel from −0.5 keV, pixel size 0.5 nm.
+fn stream_meta(width: usize, height: usize, detector: &str) -> String {
+    format!(
+        r#"{{"BinaryResult": {{"Detector": "{detector}", "PixelSize": {{"width": "5e-10", "height": "5e-10"}},
+        "PixelUnitX": "m", "PixelUnitY": "m", "Offset": {{"x": "1e-9", "y": "2e-9"}}}},
+        "Optics": {{"AccelerationVoltage": "200000"}},
+        "Scan": {{"ScanSize": {{"width": "{width}", "height": "{height}"}},
+                  "ScanArea": {{"left": "0", "right": "0.5", "top": "0", "bottom": "0.6666666666666666"}}}},
+        "Detectors": {{"Detector-0": {{"DetectorName": "HAADF"}},
+                       "Detector-1": {{"DetectorName": "{detector}1", "Dispersion": "10", "OffsetEnergy": "-500"}}}}}}"#
+    )
+}
+
+/// Bytes of a Velox file holding the given EDS streams `(detector, events)` with `bincount`
+/// channels on a 4 × 3 raster (scan 2 wide × 2 high after the ScanArea), plus an optional
+/// FrameLocationTable for the first stream.
+fn velox_streams(streams: &[(&str, Vec<u16>)], bincount: usize, flt: Option<Vec<u64>>) -> Vec<u8> {
+    velox_streams_raster(streams, bincount, flt, (4, 3))
+}
+
+/// [`velox_streams`] on a `width × height` raster.
+fn velox_streams_raster(
+    streams: &[(&str, Vec<u16>)],
+    bincount: usize,
+    flt: Option<Vec<u64>>,
+    (width, height): (usize, usize),
+) -> Vec<u8> {
+    let mut b = Hdf5Builder::new().dataset(
+        DatasetBuilder::fixed_string_data(
+            "Version",
+            vec![1],
+            &[r#"{"version": "4", "format": "Velox"}"#],
+        )
+        .unwrap(),
+    );
+    for (i, (det, events)) in streams.iter().enumerate() {
+        let g = format!("Data/SpectrumStream/s{i}");
+        let json = stream_meta(width, height, det);
+        let mut meta = json.into_bytes();
+        meta.resize(2048, 0);
+        let acq = format!(
+            r#"{{"encoding": "uint16", "bincount": "{bincount}", "StreamEncoding": "uint16",
+               "RasterScanDefinition": {{"Width": "{width}", "Height": "{height}"}}}}"#
+        );
+        b = b
+            .dataset(
+                DatasetBuilder::typed_data(
+                    format!("{g}/Data"),
+                    vec![events.len() as u64, 1],
+                    events,
+                )
+                .unwrap(),
+            )
+            .dataset(
+                DatasetBuilder::typed_data(format!("{g}/Metadata"), vec![2048, 1], &meta).unwrap(),
+            )
+            .dataset(
+                DatasetBuilder::vlen_string_data(
+                    format!("{g}/AcquisitionSettings"),
+                    vec![1],
+                    &[acq],
+                )
+                .unwrap(),
+            );
+        if i == 0
+            && let Some(t) = &flt
+        {
+            b = b.dataset(
+                DatasetBuilder::typed_data(
+                    format!("{g}/FrameLocationTable"),
+                    vec![t.len() as u64, 1],
+                    t,
+                )
+                .unwrap(),
+            );
+        }
+    }
+    encode(b)
+}
+
+const M: u16 = eds::PIXEL_MARKER;
+
+/// Two frames of a 2 × 2 scan (4 markers each), then two events of a third frame that never
+/// ends (dropped).
+fn two_frame_stream() -> Vec<u16> {
+    vec![
+        1, 1, 3, M, /* (0,0) */ M, /* (0,1) empty */ 7, M, /* (1,0) */ 0, 2,
+        M, // (1,1)
+        // frame 1
+        1, M, 5, 5, M, M, 6, M, // frame 2, unfinished
+        4, 4,
+    ]
+}
+
+/// Every prefix (step 5 bytes) and 300 seeded byte corruptions of the synthetic stream and
+/// complex files: an error or a consistent data set, never a panic.
+#[test]
+fn truncated_or_corrupted_stream_and_complex_files_never_panic() {
+    let files = [
+        velox_streams(&[("D", two_frame_stream())], 8, Some(vec![0, 10])),
+        velox_complex(4),
+    ];
+    let keep = EdsStreamOptions {
+        sum_frames: false,
+        sum_detectors: false,
+        energy_bin: 3,
+    };
+    for bytes in &files {
+        for cut in (0..bytes.len()).step_by(5) {
+            for opts in [EdsStreamOptions::default(), keep.clone()] {
+                if let Ok(ds) = read_bytes_with_eds(&bytes[..cut], &opts) {
+                    for s in &ds.signals {
+                        assert!(s.to_hypercube().is_ok());
+                    }
+                }
+            }
+        }
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..300 {
+            let mut b = bytes.clone();
+            for _ in 0..4 {
+                // xorshift64: deterministic positions and values.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let pos = (state % b.len() as u64) as usize;
+                b[pos] = (state >> 32) as u8;
+            }
+            if let Ok(ds) = read_bytes_with_eds(&b, &keep) {
+                for s in &ds.signals {
+                    let _ = s.to_hypercube();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn index_stream_finds_markers_and_rejects_values_past_the_channels() {
+    assert_eq!(eds::index_stream(&[1, M, 2, 3, M], 4), Ok(vec![1, 4]));
+    assert_eq!(eds::index_stream(&[], 4), Ok(vec![]));
+    assert_eq!(
+        eds::index_stream(&[1, M, 4], 4),
+        Err(eds::BadEvent { index: 2, value: 4 })
+    );
+}
+
+#[test]
+fn eds_options_are_validated() {
+    assert!(EdsStreamOptions::default().validate().is_ok());
+    for bin in [0usize, 65536] {
+        let o = EdsStreamOptions {
+            energy_bin: bin,
+            ..Default::default()
+        };
+        assert!(matches!(o.validate(), Err(Error::InvalidParameter { .. })));
+        assert!(matches!(
+            read_bytes_with_eds(&velox_streams(&[], 8, None), &o),
+            Err(Error::InvalidParameter { .. })
+        ));
+    }
+}
+
+#[test]
+fn synthetic_stream_summed_kept_binned_and_lazy() {
+    let bytes = velox_streams(&[("SuperXG2", two_frame_stream())], 8, Some(vec![0, 10]));
+    let ds = read_bytes(&bytes, Format::Emd).unwrap();
+    assert_eq!(ds.signals.len(), 1);
+    let s = &ds.signals[0];
+    assert_eq!(s.title, "SuperXG2");
+    assert_eq!(s.shape(), vec![2, 2, 8]);
+    assert_eq!(s.kind(), SignalKind::SpectrumImage);
+    // 0.5 nm pixels from (2 nm, 1 nm); 10 eV channels from -0.5 keV (exact binary ×1e9 / 1e3
+    // products of the JSON numbers, 1e-12).
+    let (y, x, e) = (&s.axes[0], &s.axes[1], &s.axes[2]);
+    assert!((y.scale - 0.5).abs() < 1e-12 && (y.offset - 2.0).abs() < 1e-12);
+    assert!((x.scale - 0.5).abs() < 1e-12 && (x.offset - 1.0).abs() < 1e-12);
+    assert!((e.scale - 0.01).abs() < 1e-12 && (e.offset + 0.5).abs() < 1e-12);
+    assert_eq!(e.units, "keV");
+    let c = s.to_hypercube().unwrap();
+    let spec = |y: usize, x: usize| -> Vec<f32> { (0..8).map(|k| c.data()[[y, x, k]]).collect() };
+    // Pixel (0,0): frame 0 {1,1,3} + frame 1 {1}.
+    assert_eq!(spec(0, 0), [0., 3., 0., 1., 0., 0., 0., 0.]);
+    // (0,1): empty + {5,5}; (1,0): {7} + empty; (1,1): {0,2} + {6}.
+    assert_eq!(spec(0, 1), [0., 0., 0., 0., 0., 2., 0., 0.]);
+    assert_eq!(spec(1, 0), [0., 0., 0., 0., 0., 0., 0., 1.]);
+    assert_eq!(spec(1, 1), [1., 0., 1., 0., 0., 0., 1., 0.]);
+    let tag = |p: &str| s.tags.get_path(p).and_then(|t| t.as_f64());
+    assert_eq!(tag("SpectrumStream/frames"), Some(2.0));
+    assert_eq!(tag("SpectrumStream/events"), Some(10.0));
+    assert_eq!(tag("SpectrumStream/dropped_events"), Some(2.0));
+    assert_eq!(s.metadata.beam_energy_kev, Some(200.0));
+
+    // Frames kept.
+    let keep = EdsStreamOptions {
+        sum_frames: false,
+        ..Default::default()
+    };
+    let k = read_bytes_with_eds(&bytes, &keep).unwrap();
+    let kc = k.signals[0].to_hypercube().unwrap();
+    assert_eq!(kc.data().shape(), &[2, 2, 2, 8]);
+    assert_eq!(k.signals[0].nav_dims, 3);
+    assert_eq!(kc.data()[[0, 0, 0, 1]], 2.0);
+    assert_eq!(kc.data()[[1, 0, 0, 1]], 1.0);
+    assert_eq!(kc.data()[[1, 1, 1, 6]], 1.0);
+    assert_eq!(kc.data()[[0, 1, 1, 6]], 0.0);
+
+    // Energy bins of 3 channels: ceil(8/3) = 3 output channels, scale 30 eV.
+    let binned = EdsStreamOptions {
+        energy_bin: 3,
+        ..Default::default()
+    };
+    let b = read_bytes_with_eds(&bytes, &binned).unwrap();
+    let bc = b.signals[0].to_hypercube().unwrap();
+    assert_eq!(bc.data().shape(), &[2, 2, 3]);
+    assert!((b.signals[0].axes[2].scale - 0.03).abs() < 1e-12);
+    assert_eq!(bc.data()[[1, 1, 0]], 2.0, "channels 0 and 2");
+    assert_eq!(bc.data()[[1, 1, 2]], 1.0, "channel 6");
+
+    // Lazy (histogrammed on demand) equals loaded.
+    let path = temp_file(&bytes, ".emd");
+    let lazy = open_with(
+        &path,
+        &OpenOptions {
+            lazy_threshold_bytes: 0,
+        },
+    )
+    .unwrap();
+    assert!(lazy.signals[0].is_lazy());
+    assert_eq!(lazy.signals[0].to_hypercube().unwrap().data(), c.data());
+    let src = lazy.signals[0].frame_source();
+    let mut one = vec![0.0f32; 8];
+    src.read_frames(3, &mut one).unwrap();
+    assert_eq!(one, spec(1, 1));
+    assert!(src.read_frames(4, &mut one).is_err());
+}
+
+#[test]
+fn synthetic_detectors_summed_or_separate() {
+    let a = two_frame_stream();
+    let b: Vec<u16> = vec![2, M, 2, M, M, 2, M];
+    let bytes = velox_streams(&[("SuperXG2", a), ("SuperXG2", b)], 8, None);
+    let ds = read_bytes(&bytes, Format::Emd).unwrap();
+    assert_eq!(ds.signals.len(), 1);
+    assert_eq!(ds.signals[0].title, "EDS");
+    let c = ds.signals[0].to_hypercube().unwrap();
+    assert_eq!(c.data()[[0, 0, 2]], 1.0);
+    assert_eq!(
+        c.data()[[1, 1, 2]],
+        2.0,
+        "stream a {{0,2}} + stream b {{2}}"
+    );
+    let sep = EdsStreamOptions {
+        sum_detectors: false,
+        ..Default::default()
+    };
+    let ds = read_bytes_with_eds(&bytes, &sep).unwrap();
+    assert_eq!(ds.signals.len(), 2);
+    let total = |i: usize| -> f32 { ds.signals[i].to_hypercube().unwrap().data().sum() };
+    assert_eq!((total(0), total(1)), (10.0, 3.0));
+}
+
+#[test]
+fn stream_stopping_inside_the_first_frame_leaves_the_rest_empty() {
+    // Only pixel (0,0) ended, pixel (0,1) begun: a 2 × 2 scan with 1 marker.
+    let bytes = velox_streams(&[("D", vec![3, M, 4, 4])], 8, None);
+    let ds = read_bytes(&bytes, Format::Emd).unwrap();
+    let c = ds.signals[0].to_hypercube().unwrap();
+    assert_eq!(c.data().shape(), &[2, 2, 8]);
+    assert_eq!(c.data()[[0, 0, 3]], 1.0);
+    assert_eq!(c.data()[[0, 1, 4]], 2.0);
+    assert_eq!(c.data().sum(), 3.0);
+}
+
+#[test]
+fn corrupt_streams_are_typed_errors() {
+    // A value that is neither a channel (< 8) nor the marker.
+    let bytes = velox_streams(&[("D", vec![1, M, 9, M])], 8, None);
+    match read_bytes(&bytes, Format::Emd) {
+        Err(Error::InvalidFile { reason, .. }) => assert!(reason.contains("value 9"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // FrameLocationTable disagreeing with the markers (frame 1 starts at 10, not 9).
+    let bytes = velox_streams(&[("D", two_frame_stream())], 8, Some(vec![0, 9]));
+    match read_bytes(&bytes, Format::Emd) {
+        Err(Error::InvalidFile { reason, .. }) => {
+            assert!(reason.contains("FrameLocationTable"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // bincount out of range.
+    let bytes = velox_streams(&[("D", vec![1, M])], 70000, None);
+    assert!(matches!(
+        read_bytes(&bytes, Format::Emd),
+        Err(Error::InvalidFile { .. })
+    ));
+}
+
+#[test]
+fn forged_scan_size_cannot_force_a_huge_allocation() {
+    // Raster 99999 × 99999 → scan 50000 × 66666 pixels: past MAX_SCAN_PIXELS, refused before
+    // anything is allocated.
+    let bytes = velox_streams_raster(&[("D", vec![1, M])], 65535, None, (99_999, 99_999));
+    match read_bytes(&bytes, Format::Emd) {
+        Err(Error::InvalidFile { reason, .. }) => assert!(reason.contains("exceeds"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // Raster 8000 × 8000 → 4000 × 5333 pixels × 65535 channels (5.6 TB as f32) from a ~10 kB
+    // file: loading is refused (more than 1032 × the file size) ...
+    let bytes = velox_streams_raster(&[("D", vec![1, M, 2])], 65535, None, (8000, 8000));
+    match read_bytes(&bytes, Format::Emd) {
+        Err(Error::InvalidFile { reason, .. }) => {
+            assert!(reason.contains("more than the file justifies"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // ... and opening it lazily allocates nothing of that size: spectra are histogrammed on
+    // demand.
+    let path = temp_file(&bytes, ".emd");
+    let ds = open(&path).unwrap();
+    let s = &ds.signals[0];
+    assert!(s.is_lazy());
+    assert_eq!(s.shape(), vec![5333, 4000, 65535]);
+    let mut spec = vec![0.0f32; 2 * 65535];
+    s.frame_source().read_frames(0, &mut spec).unwrap();
+    assert_eq!((spec[1], spec[65535 + 2]), (1.0, 1.0));
+    assert_eq!(spec.iter().sum::<f32>(), 2.0);
+}
+
+proptest::proptest! {
+    /// Oracle: the fast histogram (marker index + per-pixel slices) equals a direct walk of
+    /// the stream that keeps a pixel counter, for random streams (summed frames).
+    #[test]
+    fn stream_histogram_matches_a_direct_walk(
+        raw in proptest::collection::vec(0u16..10, 0..200),
+    ) {
+        // Values 8 and 9 become markers (≈ 20 % of the stream).
+        let events: Vec<u16> = raw.iter().map(|&v| if v >= 8 { M } else { v }).collect();
+        let bytes = velox_streams(&[("D", events.clone())], 8, None);
+        let ds = read_bytes(&bytes, Format::Emd).unwrap();
+        let c = ds.signals[0].to_hypercube().unwrap();
+        let markers = events.iter().filter(|&&v| v == M).count();
+        let frames = markers.div_ceil(4).max(1);
+        let mut want = vec![0.0f32; 4 * 8];
+        let mut p = 0usize;
+        for &v in &events {
+            if v == M {
+                p += 1;
+            } else if p < frames * 4 {
+                want[(p % 4) * 8 + usize::from(v)] += 1.0;
+            }
+        }
+        proptest::prop_assert_eq!(c.data().iter().copied().collect::<Vec<_>>(), want);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Velox complex images
+
+/// A Velox complex image series `[y, x, frame] = [2, 3, 2]` of compound `{imag, real}` (the
+/// imaginary member first, to check that members are found by name) with `float` parts of
+/// `fsize` bytes: real = 10 y + x + 100 frame, imaginary = −(real) / 2.
+fn velox_complex(fsize: u8) -> Vec<u8> {
+    use hdf5_writer::{ByteOrder, CompoundField, Datatype as Dt};
+    let (h, w, n) = (2usize, 3usize, 2usize);
+    let f = Dt::FloatingPoint {
+        size: fsize,
+        byte_order: ByteOrder::LittleEndian,
+    };
+    let dt = Dt::Compound {
+        size: 2 * u32::from(fsize),
+        fields: vec![
+            CompoundField {
+                name: "imagFloat".into(),
+                byte_offset: 0,
+                datatype: f.clone(),
+            },
+            CompoundField {
+                name: "realFloat".into(),
+                byte_offset: u32::from(fsize),
+                datatype: f,
+            },
+        ],
+    };
+    let mut raw = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            for fr in 0..n {
+                let re = (10 * y + x + 100 * fr) as f64;
+                for v in [-re / 2.0, re] {
+                    if fsize == 4 {
+                        raw.extend_from_slice(&(v as f32).to_le_bytes());
+                    } else {
+                        raw.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+    encode(
+        Hdf5Builder::new()
+            .dataset(
+                DatasetBuilder::new("Data/Image/c1/Data", dt, vec![h as u64, w as u64, n as u64])
+                    .raw_data(raw),
+            )
+            .dataset(
+                DatasetBuilder::fixed_string_data(
+                    "Version",
+                    vec![1],
+                    &[r#"{"version": "4", "format": "Velox"}"#],
+                )
+                .unwrap(),
+            ),
+    )
+}
+
+#[test]
+fn velox_complex_series_real_and_imaginary_parts() {
+    for fsize in [4u8, 8] {
+        let ds = read_bytes(&velox_complex(fsize), Format::Emd).unwrap();
+        let s = &ds.signals[0];
+        assert_eq!(s.components, Components::Complex);
+        assert_eq!(s.shape(), vec![2, 2, 3, 2], "[frame, y, x, component]");
+        assert_eq!(s.nav_dims, 1);
+        assert_eq!(s.kind(), SignalKind::ImageSeries);
+        assert_eq!(s.axes[3].name, "component");
+        let c = s.to_hypercube().unwrap();
+        for fr in 0..2 {
+            for y in 0..2 {
+                for x in 0..3 {
+                    let re = (10 * y + x + 100 * fr) as f32;
+                    assert_eq!(c.data()[[fr, y, x, 0]], re);
+                    assert_eq!(c.data()[[fr, y, x, 1]], -re / 2.0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn complex_layout_accepts_only_two_equal_float_members() {
+    use hdf5_writer::{ByteOrder, CompoundField, Datatype as Dt};
+    let f = |size| Dt::FloatingPoint {
+        size,
+        byte_order: ByteOrder::LittleEndian,
+    };
+    let field = |name: &str, off, dt| CompoundField {
+        name: name.into(),
+        byte_offset: off,
+        datatype: dt,
+    };
+    let ok = Dt::Compound {
+        size: 8,
+        fields: vec![field("r", 0, f(4)), field("i", 4, f(4))],
+    };
+    assert_eq!(complex_layout(&ok), Some((8, 0, 4, 4)));
+    let mixed = Dt::Compound {
+        size: 12,
+        fields: vec![field("r", 0, f(4)), field("i", 4, f(8))],
+    };
+    assert_eq!(complex_layout(&mixed), None);
+    let outside = Dt::Compound {
+        size: 8,
+        fields: vec![field("r", 0, f(4)), field("i", 6, f(4))],
+    };
+    assert_eq!(complex_layout(&outside), None, "member past the element");
+    let three = Dt::Compound {
+        size: 12,
+        fields: vec![
+            field("a", 0, f(4)),
+            field("b", 4, f(4)),
+            field("c", 8, f(4)),
+        ],
+    };
+    assert_eq!(complex_layout(&three), None);
+    assert_eq!(complex_layout(&f(4)), None);
+}
+
+/// Writes small synthetic Velox files (EDS streams, complex images) into
+/// `$STEM_FUZZ_SEED_DIR` as seeds for the `emd` fuzz target (`stem-core/fuzz/seed.sh`).
+#[test]
+#[ignore = "writes fuzz seeds; run by stem-core/fuzz/seed.sh"]
+fn write_emd_fuzz_seeds() {
+    let Ok(dir) = std::env::var("STEM_FUZZ_SEED_DIR") else {
+        return;
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = [
+        (
+            "velox_stream_flt",
+            velox_streams(&[("SuperXG2", two_frame_stream())], 8, Some(vec![0, 10])),
+        ),
+        (
+            "velox_streams_2det",
+            velox_streams(
+                &[
+                    ("SuperXG2", two_frame_stream()),
+                    ("SuperXG2", vec![2, M, 2, M]),
+                ],
+                8,
+                None,
+            ),
+        ),
+        ("velox_complex_f32", velox_complex(4)),
+        ("velox_complex_f64", velox_complex(8)),
+    ];
+    for (name, bytes) in files {
+        assert!(read_bytes(&bytes, Format::Emd).is_ok(), "{name}");
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.emd")),
+            bytes,
+        )
+        .unwrap();
     }
 }
