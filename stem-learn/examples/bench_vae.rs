@@ -12,41 +12,13 @@
 //! Prints one row per (layout, dose, seed, mode) and a mean per (layout, dose, mode). With
 //! `--out`, writes each image, its truth and the latent maps as NPY.
 
-use ndarray::Array2;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
-use stem_core::noise::{Dose, add_poisson_noise};
 use stem_core::{ImageView, NoProgress};
 use stem_learn::vae::{VaeConfig, VaeMode, fit, score_segmentation};
-use stem_sim::dataset::DomainGenerator;
 
-/// One simulated domain image and its `domain` mask.
-pub fn domain_image(layout: &str, dose: f64, seed: u64) -> (Array2<f32>, Array2<u8>, usize) {
-    let (layout_json, variants, k) = match layout {
-        "stripes" => (
-            r#"{"kind": "stripes", "period_px": [100, 160], "angle_deg": [0, 180]}"#,
-            "[[0.25, 0.0], [-0.25, 0.0]]",
-            2,
-        ),
-        _ => (
-            r#"{"kind": "voronoi", "domains": 6}"#,
-            "[[0.25, 0.0], [-0.25, 0.0], [0.0, 0.25], [0.0, -0.25]]",
-            4,
-        ),
-    };
-    let json = format!(
-        r#"{{"lattice": {{"cell": {{"preset": "srtio3001"}}, "shape": [256, 256],
-             "sampling_a": 0.12, "rotation_deg": [-5, 5]}},
-            "layout": {layout_json}, "variants_a": {variants}, "displaced": ["TiO"],
-            "wall_width_px": 2}}"#
-    );
-    let g: DomainGenerator = serde_json::from_str(&json).unwrap();
-    let s = g.generate(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-    let noisy = add_poisson_noise(s.image.view(), Dose::CountsPerPixel(dose), seed + 1000).unwrap();
-    let domain = s.labels.mask("domain").unwrap().data.clone();
-    (noisy.into_array(), domain, k)
-}
+#[path = "../src/vae/domain_images.rs"]
+mod domain_images;
+use domain_images::domain_image;
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process (clock ticks, 100 Hz on Linux).

@@ -670,4 +670,6 @@ fn fit_inner(image: ArrayView2<'_, f32>, c: &VaeConfig, progress: &dyn Progress)
 }
 
 #[cfg(test)]
+mod domain_images;
+#[cfg(test)]
 mod tests;

@@ -278,35 +278,7 @@ fn lattice_aligned_vae_separates_polarisation_domains() {
     assert!(s.accuracy > 0.7 && s.boundary_f1 > 0.7, "{s:?}");
 }
 
-/// The bench's domain images (`stem-learn/examples/bench_vae.rs`): SrTiO3 [001], 256²,
-/// stripes (2 variants ±y) or 6 Voronoi domains (4 variants ±y, ±x), Ti-O displaced 0.25 Å,
-/// Poisson noise at `dose` counts/px; returns the image, its `domain` mask and the class count.
-fn domain_image(layout: &str, dose: f64, seed: u64) -> (Array2<f32>, Array2<u8>, usize) {
-    use stem_core::noise::{Dose, add_poisson_noise};
-    let (layout_json, variants, k) = match layout {
-        "stripes" => (
-            r#"{"kind": "stripes", "period_px": [100, 160], "angle_deg": [0, 180]}"#,
-            "[[0.25, 0.0], [-0.25, 0.0]]",
-            2,
-        ),
-        _ => (
-            r#"{"kind": "voronoi", "domains": 6}"#,
-            "[[0.25, 0.0], [-0.25, 0.0], [0.0, 0.25], [0.0, -0.25]]",
-            4,
-        ),
-    };
-    let json = format!(
-        r#"{{"lattice": {{"cell": {{"preset": "srtio3001"}}, "shape": [256, 256],
-             "sampling_a": 0.12, "rotation_deg": [-5, 5]}},
-            "layout": {layout_json}, "variants_a": {variants}, "displaced": ["TiO"],
-            "wall_width_px": 2}}"#
-    );
-    let g: stem_sim::dataset::DomainGenerator = serde_json::from_str(&json).unwrap();
-    let s = g.generate(&mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-    let noisy = add_poisson_noise(s.image.view(), Dose::CountsPerPixel(dose), seed + 1000).unwrap();
-    let domain = s.labels.mask("domain").unwrap().data.clone();
-    (noisy.into_array(), domain, k)
-}
+use super::domain_images::domain_image;
 
 /// The issue's target: phyVAE (λ = 1000, full-grid TV normalised by the mean absolute
 /// deviation) above the plain VAE on segmentation accuracy AND boundary F1, on HELD-OUT images
