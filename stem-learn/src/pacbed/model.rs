@@ -927,12 +927,12 @@ impl PacbedModel {
                 stats: Vec::new(),
                 pca: None,
             };
-            let ftrain = model.features(train, &tc.augment, tc.seed ^ 0x5eed_f00d)?;
+            let (_, ftrain) = model.forward_all(train, &tc.augment, tc.seed ^ 0x5eed_f00d)?;
             model.stats = ftrain
                 .iter()
                 .map(|f| FeatureStats::fit(f))
                 .collect::<Result<_>>()?;
-            let fcal = model.features(calibration, &tc.augment, tc.seed ^ 0x000c_a11b)?;
+            let (_, fcal) = model.forward_all(calibration, &tc.augment, tc.seed ^ 0x000c_a11b)?;
             let mut d: Vec<f64> = (0..calibration.len())
                 .map(|i| {
                     model
@@ -983,7 +983,7 @@ impl PacbedModel {
                 .map(|[lo, hi]| [lo.max(SPREAD_MIN_DOSE), hi.max(SPREAD_MIN_DOSE)]),
             ..aug.clone()
         };
-        let outs = self.outputs(calibration, &aug, seed)?;
+        let (outs, _) = self.forward_all(calibration, &aug, seed)?;
         let pairs: Vec<(f64, f64)> = (0..calibration.len())
             .map(|i| {
                 let o: Vec<[f64; 3]> = outs.iter().map(|m| m[i]).collect();
@@ -1000,15 +1000,19 @@ impl PacbedModel {
         Ok(())
     }
 
-    /// Unscaled outputs `[thickness nm, tilt_y mrad, tilt_x mrad]` of every member for one
-    /// augmentation draw of every pattern of `data`: `[member][sample]`.
-    fn outputs(
+    /// Every member's forward pass on one augmentation draw of every pattern of `data` (in
+    /// chunks of 64, sample `i` of chunk `c` drawn with `sample_seed(seed, c, i)`): the outputs
+    /// `[thickness nm, tilt y mrad, tilt x mrad]` as `[member][sample]` and the features as
+    /// `[member][sample][feature]`.
+    #[allow(clippy::type_complexity)]
+    fn forward_all(
         &self,
         data: &PacbedSet,
         aug: &PacbedAugment,
         seed: u64,
-    ) -> Result<Vec<Vec<[f64; 3]>>> {
-        let mut out = vec![Vec::with_capacity(data.len()); self.nets.len()];
+    ) -> Result<(Vec<Vec<[f64; 3]>>, Vec<Vec<Vec<f32>>>)> {
+        let mut outs = vec![Vec::with_capacity(data.len()); self.nets.len()];
+        let mut feats = vec![Vec::with_capacity(data.len()); self.nets.len()];
         let all: Vec<usize> = (0..data.len()).collect();
         for (c, idx) in all.chunks(64).enumerate() {
             let seeds: Vec<u64> = idx
@@ -1017,42 +1021,18 @@ impl PacbedModel {
                 .collect();
             let (x, _) = make_batch(&self.config, aug, data, idx, &seeds)?;
             for (k, net) in self.nets.iter().enumerate() {
-                let (y, _) = net.forward(&x)?;
-                out[k].extend(y.to_vec2::<f32>()?.into_iter().map(|r| {
+                let (y, f) = net.forward(&x)?;
+                outs[k].extend(y.to_vec2::<f32>()?.into_iter().map(|r| {
                     [
                         f64::from(r[0]) * self.config.thickness_scale_nm,
                         f64::from(r[1]) * self.config.tilt_scale_mrad,
                         f64::from(r[2]) * self.config.tilt_scale_mrad,
                     ]
                 }));
+                feats[k].extend(f.to_vec2::<f32>()?);
             }
         }
-        Ok(out)
-    }
-
-    /// Features of every member for one augmentation draw of every pattern of `data`:
-    /// `[member][sample][feature]`.
-    fn features(
-        &self,
-        data: &PacbedSet,
-        aug: &PacbedAugment,
-        seed: u64,
-    ) -> Result<Vec<Vec<Vec<f32>>>> {
-        let mut out = vec![Vec::with_capacity(data.len()); self.nets.len()];
-        let chunk = 64;
-        let all: Vec<usize> = (0..data.len()).collect();
-        for (c, idx) in all.chunks(chunk).enumerate() {
-            let seeds: Vec<u64> = idx
-                .iter()
-                .map(|&i| sample_seed(seed, c as u64, i as u64))
-                .collect();
-            let (x, _) = make_batch(&self.config, aug, data, idx, &seeds)?;
-            for (k, net) in self.nets.iter().enumerate() {
-                let (_, f) = net.forward(&x)?;
-                out[k].extend(f.to_vec2::<f32>()?);
-            }
-        }
-        Ok(out)
+        Ok((outs, feats))
     }
 
     /// Fits (or replaces) the input-space reconstruction test: the principal subspace of
